@@ -1,0 +1,36 @@
+// A shared read-write mapping of a file descriptor. Owning it keeps the pages
+// addressable; the fd may be closed and the name unlinked meanwhile.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tritonshm {
+
+class Mapping {
+ public:
+  Mapping() = default;
+  // Maps `size` bytes of `fd` from its start. A size of 0 maps nothing (mmap
+  // refuses it) and data() is nullptr.
+  Mapping(int fd, uint64_t size, const char* what_for_errors = "");
+
+  Mapping(Mapping&& other) noexcept;
+  Mapping& operator=(Mapping&& other) noexcept;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping();
+
+  std::byte* data() const noexcept { return data_; }
+  uint64_t size() const noexcept { return size_; }
+
+  // Faults every page in for writing now, so the first copy into a fresh
+  // region runs at warm speed. Costs the page faults up front.
+  void prefault();
+
+ private:
+  void release() noexcept;
+  std::byte* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+}  // namespace tritonshm

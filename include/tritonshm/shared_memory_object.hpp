@@ -1,0 +1,73 @@
+// A named POSIX shared memory object: the file descriptor that shm_open gives,
+// and nothing else. Mapping it is a separate type (mapping.hpp) and removing
+// its name is a separate, explicit act (remove), because "close my fd",
+// "unmap" and "unlink the name" are three different things.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace tritonshm {
+
+struct create_only_t {
+  explicit create_only_t() = default;
+};
+struct open_only_t {
+  explicit open_only_t() = default;
+};
+// Create the object; fail if the name exists.
+inline constexpr create_only_t create_only{};
+// Open an existing object; fail if the name does not exist.
+inline constexpr open_only_t open_only{};
+
+// What identifies an object, whatever name it has now.
+struct ObjectIdentity {
+  dev_t device = 0;
+  ino_t inode = 0;
+  bool operator==(const ObjectIdentity&) const = default;
+};
+
+class SharedMemoryObject {
+ public:
+  // key may be given with or without its leading '/'. The object is created
+  // with exactly `mode` (the process umask is not applied), so 0600 keeps it
+  // private to the owner and e.g. 0660 shares it with a group.
+  SharedMemoryObject(create_only_t, const std::string& key, mode_t mode = 0600);
+  SharedMemoryObject(open_only_t, const std::string& key);
+
+  SharedMemoryObject(SharedMemoryObject&& other) noexcept;
+  SharedMemoryObject& operator=(SharedMemoryObject&& other) noexcept;
+  SharedMemoryObject(const SharedMemoryObject&) = delete;
+  SharedMemoryObject& operator=(const SharedMemoryObject&) = delete;
+  ~SharedMemoryObject();
+
+  int fd() const noexcept { return fd_; }
+  // The normalized key ("/name").
+  const std::string& key() const noexcept { return key_; }
+
+  // The object's current size, read from the kernel (another process may have
+  // changed it since we opened it).
+  uint64_t size() const;
+  ObjectIdentity identity() const;
+
+  // Sets the size (ftruncate). tmpfs allocates nothing here: the pages are
+  // found, or not, on first touch.
+  void truncate(uint64_t size);
+
+  // Allocates every page now (posix_fallocate), so that a full /dev/shm is an
+  // error here instead of SIGBUS on first write. The message says how much was
+  // asked, how much the file system has free and how to raise it.
+  void reserve(uint64_t size);
+
+  // Removes the name `key`. Returns false if no object had that name. Mappings
+  // and descriptors that are open elsewhere stay valid.
+  static bool remove(const std::string& key);
+
+ private:
+  int fd_ = -1;
+  std::string key_;
+};
+
+}  // namespace tritonshm

@@ -1,0 +1,398 @@
+// The binding: argument conversion and numpy glue over the C++ core. Every
+// rule (bounds, reference counts, wire formats) lives in the core, so C++
+// callers get the same behaviour.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tritonshm/tritonshm.hpp"
+
+namespace nb = nanobind;
+using namespace tritonshm;
+
+namespace {
+
+// The Python class tritonshm.SharedMemoryException, set once at import.
+PyObject* g_exception_class = nullptr;
+
+[[noreturn]] void fail(const std::string& message) { throw SharedMemoryError(message); }
+
+// The bytes of a Python object, held for the duration of a call. A numpy
+// array is read directly (every dtype, datetime and structured ones included);
+// anything else must expose a C-contiguous buffer.
+class Buffer {
+ public:
+  Buffer(PyObject* obj, const char* what) {
+    if (PyArray_Check(obj) && PyArray_IS_C_CONTIGUOUS(reinterpret_cast<PyArrayObject*>(obj))) {
+      auto* arr = reinterpret_cast<PyArrayObject*>(obj);
+      owner_ = nb::borrow(obj);
+      bytes_ = {static_cast<const std::byte*>(PyArray_DATA(arr)), static_cast<std::size_t>(PyArray_NBYTES(arr))};
+      return;
+    }
+    if (PyObject_GetBuffer(obj, &view_, PyBUF_C_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      fail(std::string(what) + ": object of type '" + Py_TYPE(obj)->tp_name +
+           "' does not expose a C-contiguous buffer");
+    }
+    has_view_ = true;
+    bytes_ = {static_cast<const std::byte*>(view_.buf), static_cast<std::size_t>(view_.len)};
+  }
+  Buffer(Buffer&& other) noexcept
+      : owner_(std::move(other.owner_)), view_(other.view_), has_view_(other.has_view_), bytes_(other.bytes_) {
+    other.has_view_ = false;
+  }
+  Buffer(const Buffer&) = delete;
+  ~Buffer() {
+    if (has_view_) PyBuffer_Release(&view_);
+  }
+  std::span<const std::byte> bytes() const { return bytes_; }
+
+ private:
+  nb::object owner_;
+  Py_buffer view_{};
+  bool has_view_ = false;
+  std::span<const std::byte> bytes_;
+};
+
+// The mapping stays alive as long as any array made from it: the capsule is
+// the arrays' base object.
+PyObject* mapping_owner(const std::shared_ptr<const Mapping>& mapping) {
+  auto* keep = new std::shared_ptr<const Mapping>(mapping);
+  PyObject* capsule = PyCapsule_New(keep, "tritonshm.mapping", [](PyObject* cap) {
+    delete static_cast<std::shared_ptr<const Mapping>*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
+  });
+  if (capsule == nullptr) {
+    delete keep;
+    throw nb::python_error();
+  }
+  return capsule;
+}
+
+struct Shape {
+  std::vector<npy_intp> dims;
+  uint64_t count = 1;
+};
+
+Shape parse_shape(nb::handle shape, const std::string& key) {
+  Shape s;
+  auto add = [&](nb::handle d) {
+    PyObject* index = PyNumber_Index(d.ptr());
+    if (index == nullptr) {
+      PyErr_Clear();
+      fail("unable to read shared memory region '" + key + "': shape entries must be integers, got '" +
+           Py_TYPE(d.ptr())->tp_name + "'");
+    }
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
+    if (overflow != 0 || v < 0 || v > std::numeric_limits<npy_intp>::max()) {
+      fail("unable to read shared memory region '" + key + "': invalid dimension " +
+           nb::cast<std::string>(nb::str(d)) + " in shape " + nb::cast<std::string>(nb::repr(shape)));
+    }
+    if (__builtin_mul_overflow(s.count, static_cast<uint64_t>(v), &s.count)) {
+      fail("unable to read shared memory region '" + key + "': shape " + nb::cast<std::string>(nb::repr(shape)) +
+           " has more elements than 64 bits can count");
+    }
+    s.dims.push_back(static_cast<npy_intp>(v));
+  };
+  if (PyIndex_Check(shape.ptr())) {
+    add(shape);
+  } else if (PySequence_Check(shape.ptr()) && !PyUnicode_Check(shape.ptr()) && !PyBytes_Check(shape.ptr())) {
+    nb::object seq = nb::steal(PySequence_Fast(shape.ptr(), "shape"));
+    if (!seq.is_valid()) throw nb::python_error();
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+    if (n > NPY_MAXDIMS) fail("unable to read shared memory region '" + key + "': shape has more than 64 dimensions");
+    PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
+    for (Py_ssize_t i = 0; i < n; ++i) add(items[i]);
+  } else {
+    fail("unable to read shared memory region '" + key + "': shape must be a list of int, got '" +
+         Py_TYPE(shape.ptr())->tp_name + "'");
+  }
+  return s;
+}
+
+PyArray_Descr* parse_dtype(nb::handle datatype, const std::string& key) {
+  PyArray_Descr* descr = nullptr;
+  if (!PyArray_DescrConverter(datatype.ptr(), &descr)) {
+    PyErr_Clear();
+    fail("unable to read shared memory region '" + key + "': " + nb::cast<std::string>(nb::repr(datatype)) +
+         " is not a numpy data type");
+  }
+  return descr;  // new reference
+}
+
+// A BYTES tensor of `shape` decoded from the region, as an object array of bytes.
+nb::object read_bytes_tensor(const Region& region, const Shape& shape, uint64_t offset) {
+  const std::string context = "BYTES tensor in shared memory region '" + region.key() + "' at offset " +
+                              std::to_string(offset);
+  if (offset > region.size()) {
+    fail("unable to read shared memory region '" + region.key() + "': offset " + std::to_string(offset) +
+         " is past its end (" + std::to_string(region.size()) + " bytes)");
+  }
+  std::span<const std::byte> rest = region.bytes(offset, region.size() - offset);
+  std::vector<std::string_view> elements = deserialize_bytes(rest, shape.count, context);
+  PyObject* arr = PyArray_SimpleNew(static_cast<int>(shape.dims.size()),
+                                    const_cast<npy_intp*>(shape.dims.data()), NPY_OBJECT);
+  if (arr == nullptr) throw nb::python_error();
+  nb::object result = nb::steal(arr);
+  auto** slots = static_cast<PyObject**>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr)));
+  for (std::size_t i = 0; i < elements.size(); ++i) {
+    PyObject* b = PyBytes_FromStringAndSize(elements[i].data(), static_cast<Py_ssize_t>(elements[i].size()));
+    if (b == nullptr) throw nb::python_error();
+    Py_XSETREF(slots[i], b);
+  }
+  return result;
+}
+
+// get_contents_as_numpy: a zero-copy view for fixed-size types, a decoded
+// object array for BYTES (np.object_ / np.bytes_).
+nb::object get_contents(const Handle& handle, nb::handle datatype, nb::handle shape_obj, uint64_t offset) {
+  std::shared_ptr<Region> region = handle.region();
+  PyArray_Descr* descr = parse_dtype(datatype, region->key());
+  nb::object descr_ref = nb::steal(reinterpret_cast<PyObject*>(descr));
+  const Shape shape = parse_shape(shape_obj, region->key());
+  if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
+    return read_bytes_tensor(*region, shape, offset);
+  }
+  if (PyDataType_REFCHK(descr)) {
+    fail("unable to read shared memory region '" + region->key() + "': data type " +
+         nb::cast<std::string>(nb::str(datatype)) + " holds Python objects and cannot live in shared memory");
+  }
+  const uint64_t itemsize = static_cast<uint64_t>(PyDataType_ELSIZE(descr));
+  if (itemsize == 0) {
+    fail("unable to read shared memory region '" + region->key() + "': data type " +
+         nb::cast<std::string>(nb::str(datatype)) + " has no fixed size");
+  }
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
+    fail("unable to read shared memory region '" + region->key() + "': the tensor's size overflows 64 bits");
+  }
+  region->check_range(offset, nbytes, "unable to read");
+  PyObject* owner = mapping_owner(region->mapping());
+  Py_INCREF(descr);  // NewFromDescr steals it; descr_ref still owns ours
+  // With a null data pointer numpy would allocate; an empty tensor at the very
+  // end of an empty region is the one case without an address, so give it one.
+  static std::byte empty_tensor_address[16];
+  void* data = region->data() != nullptr ? static_cast<void*>(region->data() + offset) : empty_tensor_address;
+  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
+                                       const_cast<npy_intp*>(shape.dims.data()), nullptr, data,
+                                       NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);
+  if (arr == nullptr) {
+    Py_DECREF(owner);
+    throw nb::python_error();
+  }
+  if (PyArray_SetBaseObject(reinterpret_cast<PyArrayObject*>(arr), owner) != 0) {  // steals owner
+    Py_DECREF(arr);
+    throw nb::python_error();
+  }
+  PyArray_UpdateFlags(reinterpret_cast<PyArrayObject*>(arr), NPY_ARRAY_UPDATE_ALL);
+  return nb::steal(arr);
+}
+
+// set_shared_memory_region after the Python layer has turned every input into
+// a C-contiguous buffer: all bounds are checked before the first byte moves.
+void write_buffers(const Handle& handle, uint64_t offset, nb::list buffers) {
+  std::shared_ptr<Region> region = handle.region();
+  std::vector<Buffer> held;
+  held.reserve(buffers.size());
+  const std::string what = "unable to set shared memory region '" + region->key() + "'";
+  for (nb::handle b : buffers) held.emplace_back(b.ptr(), what.c_str());
+  std::vector<std::span<const std::byte>> parts;
+  parts.reserve(held.size());
+  for (const Buffer& b : held) parts.push_back(b.bytes());
+  nb::gil_scoped_release release;
+  region->write(offset, parts);
+}
+
+// The bytes of one element of a BYTES tensor, as tritonclient takes it: a
+// `bytes` object as is, anything else as the UTF-8 of str(obj).
+std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
+  if (PyBytes_CheckExact(obj)) {
+    return {PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj))};
+  }
+  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? Py_NewRef(obj) : PyObject_Str(obj));
+  if (!s.is_valid()) throw nb::python_error();
+  Py_ssize_t n = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
+  if (utf8 == nullptr) {
+    PyErr_Clear();
+    fail("cannot serialize BYTES tensor: an element's text cannot be encoded as UTF-8");
+  }
+  keep.push_back(std::move(s));
+  return {utf8, static_cast<std::size_t>(n)};
+}
+
+constexpr std::size_t kReleaseGilAbove = 1 << 20;
+
+nb::bytes serialize_bytes_tensor(nb::handle array) {
+  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
+  if (!PyArray_Check(array.ptr()) || !PyArray_IS_C_CONTIGUOUS(arr)) fail("cannot serialize BYTES tensor: expected a C-contiguous numpy array");
+  const npy_intp n = PyArray_SIZE(arr);
+  std::vector<std::string_view> views;
+  views.reserve(static_cast<std::size_t>(n));
+  std::vector<nb::object> keep;
+  if (PyArray_TYPE(arr) == NPY_OBJECT) {
+    auto** items = static_cast<PyObject**>(PyArray_DATA(arr));
+    keep.reserve(static_cast<std::size_t>(n));
+    for (npy_intp i = 0; i < n; ++i) {
+      PyObject* item = items[i] != nullptr ? items[i] : Py_None;
+      keep.push_back(nb::borrow(item));  // another thread may replace the element meanwhile
+      views.push_back(element_bytes(item, keep));
+    }
+  } else if (PyArray_TYPE(arr) == NPY_STRING) {
+    // numpy drops trailing NUL bytes when it hands out an 'S' element: do the same.
+    const std::size_t width = static_cast<std::size_t>(PyArray_ITEMSIZE(arr));
+    const char* base = static_cast<const char*>(PyArray_DATA(arr));
+    keep.push_back(nb::borrow(array));
+    for (npy_intp i = 0; i < n; ++i) {
+      const char* e = base + static_cast<std::size_t>(i) * width;
+      std::size_t len = width;
+      while (len > 0 && e[len - 1] == '\0') --len;
+      views.emplace_back(e, len);
+    }
+  } else {
+    fail("cannot serialize bytes tensor: invalid datatype " + nb::cast<std::string>(nb::str(array.attr("dtype"))) +
+         " (expected np.object_ or np.bytes_)");
+  }
+  const uint64_t total = serialized_bytes_size(views);
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  std::span<std::byte> dest(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), static_cast<std::size_t>(total));
+  if (total > kReleaseGilAbove) {
+    nb::gil_scoped_release release;
+    serialize_bytes_into(views, dest);
+  } else {
+    serialize_bytes_into(views, dest);
+  }
+  return result;
+}
+
+nb::object deserialize_bytes_tensor(nb::handle encoded) {
+  Buffer buf(encoded.ptr(), "cannot deserialize BYTES tensor");
+  std::vector<std::string_view> elements = deserialize_bytes(buf.bytes(), std::nullopt, "BYTES tensor");
+  npy_intp n = static_cast<npy_intp>(elements.size());
+  PyObject* arr = PyArray_SimpleNew(1, &n, NPY_OBJECT);
+  if (arr == nullptr) throw nb::python_error();
+  nb::object result = nb::steal(arr);
+  auto** slots = static_cast<PyObject**>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr)));
+  for (npy_intp i = 0; i < n; ++i) {
+    PyObject* b = PyBytes_FromStringAndSize(elements[i].data(), static_cast<Py_ssize_t>(elements[i].size()));
+    if (b == nullptr) throw nb::python_error();
+    Py_XSETREF(slots[i], b);
+  }
+  return result;
+}
+
+uint64_t serialized_byte_size(nb::handle array) {
+  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
+  if (!PyArray_Check(array.ptr()) || PyArray_TYPE(arr) != NPY_OBJECT || !PyArray_IS_C_CONTIGUOUS(arr)) {
+    fail("The tensor_value dtype must be np.object_");
+  }
+  const npy_intp n = PyArray_SIZE(arr);
+  auto** items = static_cast<PyObject**>(PyArray_DATA(arr));
+  uint64_t total = 0;
+  for (npy_intp i = 0; i < n; ++i) {
+    const Py_ssize_t len = PyObject_Length(items[i] != nullptr ? items[i] : Py_None);
+    if (len < 0) {
+      PyErr_Clear();
+      fail("serialized_byte_size: element " + std::to_string(i) + " of type '" +
+           Py_TYPE(items[i] != nullptr ? items[i] : Py_None)->tp_name + "' has no length");
+    }
+    total += static_cast<uint64_t>(len);
+  }
+  return total;
+}
+
+nb::bytes serialize_bf16_tensor(nb::handle float32_array) {
+  Buffer buf(float32_array.ptr(), "cannot serialize bf16 tensor");
+  std::span<const std::byte> in = buf.bytes();
+  std::span<const float> values(reinterpret_cast<const float*>(in.data()), in.size() / sizeof(float));
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(values.size() * 2));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  nb::gil_scoped_release release;
+  serialize_bf16_into(values, {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), values.size() * 2});
+  return result;
+}
+
+nb::object deserialize_bf16_tensor(nb::handle encoded) {
+  Buffer buf(encoded.ptr(), "cannot deserialize bf16 tensor");
+  std::span<const std::byte> in = buf.bytes();
+  if (in.size() % 2 != 0) deserialize_bf16(in);  // throws the malformed-size error
+  npy_intp n = static_cast<npy_intp>(in.size() / 2);
+  PyObject* arr = PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+  if (arr == nullptr) throw nb::python_error();
+  nb::object result = nb::steal(arr);
+  std::span<float> out(static_cast<float*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr))),
+                       static_cast<std::size_t>(n));
+  nb::gil_scoped_release release;
+  deserialize_bf16_into(in, out);
+  return result;
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  if (_import_array() < 0) throw nb::python_error();
+
+  m.def("_set_exception_class", [](nb::handle cls) {
+    Py_XINCREF(cls.ptr());
+    g_exception_class = cls.ptr();
+  });
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const SharedMemoryError& e) {
+      PyObject* cls = g_exception_class != nullptr ? g_exception_class : PyExc_RuntimeError;
+      nb::object exc = nb::steal(PyObject_CallFunction(cls, "s", e.what()));
+      if (!exc.is_valid()) return;  // the call set an error already
+      if (PyObject_SetAttrString(exc.ptr(), "errno", PyLong_FromLong(e.os_error())) != 0) PyErr_Clear();
+      PyErr_SetObject(cls, exc.ptr());
+    }
+  });
+
+  nb::class_<Handle>(m, "Handle")
+      .def_prop_ro("name", &Handle::name)
+      .def_prop_ro("key", &Handle::key)
+      .def_prop_ro("live", &Handle::live)
+      .def_prop_ro("byte_size", [](const Handle& h) { return h.region()->size(); })
+      .def_prop_ro("created", [](const Handle& h) { return h.region()->created(); })
+      .def("destroy", [](Handle& h) {
+        nb::gil_scoped_release release;
+        h.destroy();
+      });
+
+  m.def(
+      "create",
+      [](std::string name, std::string key, uint64_t byte_size, bool create_only, uint32_t mode, bool reserve,
+         bool prefault) {
+        RegionOptions options;
+        options.mode = static_cast<mode_t>(mode);
+        options.reserve = reserve;
+        options.prefault = prefault;
+        nb::gil_scoped_release release;  // reserving or prefaulting gigabytes takes a while
+        return create_shared_memory_region(std::move(name), key, byte_size, create_only, options);
+      },
+      nb::arg("name"), nb::arg("key"), nb::arg("byte_size"), nb::arg("create_only"), nb::arg("mode"),
+      nb::arg("reserve"), nb::arg("prefault"));
+  m.def("mapped_keys", &mapped_shared_memory_regions);
+  m.def("handle_count", [](const std::string& key) { return handle_count(key); });
+  m.def("write", &write_buffers, nb::arg("handle"), nb::arg("offset"), nb::arg("buffers"));
+  m.def("get_contents", &get_contents, nb::arg("handle"), nb::arg("datatype"), nb::arg("shape"), nb::arg("offset"));
+  m.def("normalize_key", [](const std::string& key) { return normalize_key(key); });
+  m.def("serialize_bytes", &serialize_bytes_tensor);
+  m.def("deserialize_bytes", &deserialize_bytes_tensor);
+  m.def("serialized_byte_size", &serialized_byte_size);
+  m.def("serialize_bf16", &serialize_bf16_tensor);
+  m.def("deserialize_bf16", &deserialize_bf16_tensor);
+}

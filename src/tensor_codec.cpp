@@ -1,0 +1,178 @@
+#include "tritonshm/tensor_codec.hpp"
+
+#include <array>
+#include <bit>
+#include <cstring>
+
+#include "tritonshm/error.hpp"
+
+namespace tritonshm {
+namespace {
+
+uint32_t load_le32(const std::byte* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  return v;
+}
+
+void store_le32(std::byte* p, uint32_t v) {
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  std::memcpy(p, &v, 4);
+}
+
+}  // namespace
+
+uint64_t serialized_bytes_size(std::span<const std::string_view> elements) {
+  uint64_t total = 0;
+  for (std::size_t i = 0; i < elements.size(); ++i) {
+    if (elements[i].size() > UINT32_MAX) {
+      throw SharedMemoryError("cannot serialize BYTES element " + std::to_string(i) + ": " +
+                              std::to_string(elements[i].size()) + " bytes do not fit its 4-byte length");
+    }
+    total += 4 + elements[i].size();
+  }
+  return total;
+}
+
+void serialize_bytes_into(std::span<const std::string_view> elements, std::span<std::byte> out) {
+  const uint64_t needed = serialized_bytes_size(elements);
+  if (out.size() != needed) {
+    throw SharedMemoryError("cannot serialize BYTES tensor: output holds " + std::to_string(out.size()) +
+                            " bytes, the tensor needs " + std::to_string(needed));
+  }
+  std::byte* p = out.data();
+  for (const std::string_view e : elements) {
+    store_le32(p, static_cast<uint32_t>(e.size()));
+    p += 4;
+    if (!e.empty()) std::memcpy(p, e.data(), e.size());
+    p += e.size();
+  }
+}
+
+std::vector<std::byte> serialize_bytes(std::span<const std::string_view> elements) {
+  std::vector<std::byte> out(serialized_bytes_size(elements));
+  serialize_bytes_into(elements, out);
+  return out;
+}
+
+std::vector<std::string_view> deserialize_bytes(std::span<const std::byte> data, std::optional<uint64_t> count,
+                                                std::string_view context, uint64_t* consumed) {
+  std::vector<std::string_view> elements;
+  // Every element takes at least 4 bytes, so a count larger than that cannot
+  // be right; checking first keeps a hostile count from reserving gigabytes.
+  if (count) {
+    if (*count > data.size() / 4) {
+      throw SharedMemoryError("malformed " + std::string(context) + ": " + std::to_string(*count) +
+                              " elements need at least " + std::to_string(*count) + " x 4 bytes, only " +
+                              std::to_string(data.size()) + " are available");
+    }
+    elements.reserve(static_cast<std::size_t>(*count));
+  }
+  const std::byte* const begin = data.data();
+  const std::size_t size = data.size();
+  std::size_t pos = 0;
+  while (count ? elements.size() < *count : pos < size) {
+    if (size - pos < 4) {
+      throw SharedMemoryError("malformed " + std::string(context) + ": element " + std::to_string(elements.size()) +
+                              " at byte " + std::to_string(pos) + " needs a 4-byte length, only " +
+                              std::to_string(size - pos) + " bytes remain of " + std::to_string(size));
+    }
+    const uint32_t length = load_le32(begin + pos);
+    pos += 4;
+    if (length > size - pos) {
+      throw SharedMemoryError("malformed " + std::string(context) + ": element " + std::to_string(elements.size()) +
+                              " at byte " + std::to_string(pos - 4) + " declares " + std::to_string(length) +
+                              " bytes, only " + std::to_string(size - pos) + " remain of " + std::to_string(size));
+    }
+    elements.emplace_back(reinterpret_cast<const char*>(begin + pos), length);
+    pos += length;
+  }
+  if (consumed) *consumed = pos;
+  return elements;
+}
+
+void serialize_bf16_into(std::span<const float> values, std::span<std::byte> out) {
+  if (out.size() != values.size() * 2) {
+    throw SharedMemoryError("cannot serialize BF16 tensor: output holds " + std::to_string(out.size()) +
+                            " bytes, the tensor needs " + std::to_string(values.size() * 2));
+  }
+  const std::size_t n = values.size();
+  const float* in = values.data();
+  std::byte* o = out.data();
+  // Plain loop over integers so the compiler vectorizes it.
+  for (std::size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, in + i, 4);
+    const uint16_t upper = static_cast<uint16_t>(bits >> 16);
+    std::memcpy(o + 2 * i, &upper, 2);
+  }
+}
+
+std::vector<std::byte> serialize_bf16(std::span<const float> values) {
+  std::vector<std::byte> out(values.size() * 2);
+  serialize_bf16_into(values, out);
+  return out;
+}
+
+void deserialize_bf16_into(std::span<const std::byte> data, std::span<float> out) {
+  if (data.size() % 2 != 0) {
+    throw SharedMemoryError("malformed BF16 tensor: " + std::to_string(data.size()) +
+                            " bytes is not a whole number of 2-byte elements");
+  }
+  if (out.size() != data.size() / 2) {
+    throw SharedMemoryError("cannot deserialize BF16 tensor: output holds " + std::to_string(out.size()) +
+                            " values, the data has " + std::to_string(data.size() / 2));
+  }
+  const std::size_t n = out.size();
+  const std::byte* in = data.data();
+  float* o = out.data();
+  for (std::size_t i = 0; i < n; ++i) {
+    uint16_t upper;
+    std::memcpy(&upper, in + 2 * i, 2);
+    const uint32_t bits = static_cast<uint32_t>(upper) << 16;
+    std::memcpy(o + i, &bits, 4);
+  }
+}
+
+std::vector<float> deserialize_bf16(std::span<const std::byte> data) {
+  if (data.size() % 2 != 0) deserialize_bf16_into(data, {});  // throws the malformed-size error
+  std::vector<float> out(data.size() / 2);
+  deserialize_bf16_into(data, out);
+  return out;
+}
+
+namespace {
+struct TypeInfo {
+  DataType type;
+  std::string_view name;
+  std::size_t size;
+};
+constexpr std::array<TypeInfo, 14> kTypes{{
+    {DataType::BOOL, "BOOL", 1},   {DataType::UINT8, "UINT8", 1},   {DataType::UINT16, "UINT16", 2},
+    {DataType::UINT32, "UINT32", 4}, {DataType::UINT64, "UINT64", 8}, {DataType::INT8, "INT8", 1},
+    {DataType::INT16, "INT16", 2}, {DataType::INT32, "INT32", 4},   {DataType::INT64, "INT64", 8},
+    {DataType::FP16, "FP16", 2},   {DataType::FP32, "FP32", 4},     {DataType::FP64, "FP64", 8},
+    {DataType::BF16, "BF16", 2},   {DataType::BYTES, "BYTES", 0},
+}};
+}  // namespace
+
+std::string_view to_string(DataType type) {
+  for (const auto& t : kTypes)
+    if (t.type == type) return t.name;
+  return "INVALID";
+}
+
+std::optional<DataType> parse_data_type(std::string_view name) {
+  for (const auto& t : kTypes)
+    if (t.name == name) return t.type;
+  return std::nullopt;
+}
+
+std::size_t element_size(DataType type) {
+  for (const auto& t : kTypes)
+    if (t.type == type) return t.size;
+  return 0;
+}
+
+}  // namespace tritonshm
