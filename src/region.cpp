@@ -13,10 +13,8 @@
 namespace tritonshm {
 
 std::shared_ptr<Region> Region::create(std::string_view key, uint64_t size, const RegionOptions& options) {
-  SharedMemoryObject object(create_only, std::string(key), options.mode);
+  SharedMemoryObject object(create_only, std::string(key), size, options.mode, options.reserve);
   try {
-    object.truncate(size);
-    if (options.reserve) object.reserve(size);
     std::shared_ptr<Region> region(new Region(std::move(object), true));
     if (options.prefault) std::const_pointer_cast<Mapping>(region->mapping_)->prefault();
     return region;

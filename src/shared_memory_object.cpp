@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <utility>
 
@@ -27,32 +28,53 @@ std::string free_space_hint(const std::string& key) {
          " (raise it with e.g. `docker run --shm-size=2g` or `mount -o remount,size=2G /dev/shm`)";
 }
 
-int open_fd(const std::string& key, int flags, mode_t mode, const char* verb) {
+// shm_open, retried on EINTR; returns -1 with errno set.
+int shm_open_fd(const std::string& name, int flags, mode_t mode) {
   int fd;
   do {
-    fd = ::shm_open(key.c_str(), flags | O_CLOEXEC, mode);
+    fd = ::shm_open(name.c_str(), flags | O_CLOEXEC, mode);
   } while (fd < 0 && errno == EINTR);
-  if (fd < 0) throw_os_error(std::string("unable to ") + verb + " shared memory region " + quoted(key), errno);
   return fd;
 }
 
 }  // namespace
 
-SharedMemoryObject::SharedMemoryObject(create_only_t, const std::string& key, mode_t mode)
+SharedMemoryObject::SharedMemoryObject(create_only_t, const std::string& key, uint64_t size, mode_t mode,
+                                       bool reserve_pages)
     : key_(normalize_key(key)) {
-  fd_ = open_fd(key_, O_RDWR | O_CREAT | O_EXCL, mode, "create");
-  // shm_open applies the umask; set the mode the caller asked for exactly.
-  if (::fchmod(fd_, mode) != 0) {
-    const int err = errno;
+  static std::atomic<uint64_t> counter{0};
+  std::string temporary;
+  // A crashed process with our pid may have left its temporary name: take the next.
+  for (int attempt = 0; fd_ < 0; ++attempt) {
+    temporary = std::string("/") + kTemporaryPrefix + std::to_string(::getpid()) + "-" +
+                std::to_string(counter.fetch_add(1));
+    fd_ = shm_open_fd(temporary, O_RDWR | O_CREAT | O_EXCL, mode);
+    if (fd_ < 0 && (errno != EEXIST || attempt == 100)) {
+      throw_os_error("unable to create shared memory region " + quoted(key_), errno);
+    }
+  }
+  try {
+    // shm_open applies the umask; set the mode the caller asked for exactly.
+    if (::fchmod(fd_, mode) != 0) throw_os_error("unable to set mode of shared memory region " + quoted(key_), errno);
+    truncate(size);
+    if (reserve_pages) reserve(size);
+    // link() publishes the fully sized object under its key, or fails with
+    // EEXIST if the key exists: atomic, unlike O_EXCL followed by ftruncate.
+    if (::link(key_path(temporary).c_str(), key_path(key_).c_str()) != 0) {
+      throw_os_error("unable to create shared memory region " + quoted(key_), errno);
+    }
+  } catch (...) {
+    ::shm_unlink(temporary.c_str());
     ::close(fd_);
     fd_ = -1;
-    ::shm_unlink(key_.c_str());
-    throw_os_error("unable to set mode of shared memory region " + quoted(key_), err);
+    throw;
   }
+  ::shm_unlink(temporary.c_str());
 }
 
 SharedMemoryObject::SharedMemoryObject(open_only_t, const std::string& key) : key_(normalize_key(key)) {
-  fd_ = open_fd(key_, O_RDWR, 0, "open");
+  fd_ = shm_open_fd(key_, O_RDWR, 0);
+  if (fd_ < 0) throw_os_error("unable to open shared memory region " + quoted(key_), errno);
 }
 
 SharedMemoryObject::SharedMemoryObject(SharedMemoryObject&& other) noexcept

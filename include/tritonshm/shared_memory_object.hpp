@@ -31,10 +31,18 @@ struct ObjectIdentity {
 
 class SharedMemoryObject {
  public:
-  // key may be given with or without its leading '/'. The object is created
-  // with exactly `mode` (the process umask is not applied), so 0600 keeps it
-  // private to the owner and e.g. 0660 shares it with a group.
-  SharedMemoryObject(create_only_t, const std::string& key, mode_t mode = 0600);
+  // Creates the object `key` (with or without its leading '/') of `size`
+  // bytes, with exactly `mode` (no umask: 0600 keeps it private to the owner,
+  // 0660 shares it with a group). With `reserve`, every page is allocated now
+  // (posix_fallocate), so that a full /dev/shm is an error here and not SIGBUS
+  // on first write; the message says what was asked, what is free and how to
+  // raise it.
+  //
+  // The object is sized under a private temporary name and then linked to
+  // `key` in one step, so no other process or thread can ever open it at
+  // size 0 (the race that shm_open + ftruncate has). Fails with EEXIST if
+  // `key` exists.
+  SharedMemoryObject(create_only_t, const std::string& key, uint64_t size, mode_t mode = 0600, bool reserve = true);
   SharedMemoryObject(open_only_t, const std::string& key);
 
   SharedMemoryObject(SharedMemoryObject&& other) noexcept;
@@ -52,20 +60,17 @@ class SharedMemoryObject {
   uint64_t size() const;
   ObjectIdentity identity() const;
 
-  // Sets the size (ftruncate). tmpfs allocates nothing here: the pages are
-  // found, or not, on first touch.
-  void truncate(uint64_t size);
-
-  // Allocates every page now (posix_fallocate), so that a full /dev/shm is an
-  // error here instead of SIGBUS on first write. The message says how much was
-  // asked, how much the file system has free and how to raise it.
-  void reserve(uint64_t size);
-
   // Removes the name `key`. Returns false if no object had that name. Mappings
   // and descriptors that are open elsewhere stay valid.
   static bool remove(const std::string& key);
 
+  // The prefix of the temporary names used while creating; `tritonshm gc`
+  // removes ones that a crash left behind.
+  static constexpr const char* kTemporaryPrefix = ".tritonshm-creating-";
+
  private:
+  void truncate(uint64_t size);
+  void reserve(uint64_t size);
   int fd_ = -1;
   std::string key_;
 };

@@ -104,15 +104,19 @@ Shape parse_shape(nb::handle shape, const std::string& key) {
     }
     s.dims.push_back(static_cast<npy_intp>(v));
   };
-  if (PyIndex_Check(shape.ptr())) {
-    add(shape);
-  } else if (PySequence_Check(shape.ptr()) && !PyUnicode_Check(shape.ptr()) && !PyBytes_Check(shape.ptr())) {
-    nb::object seq = nb::steal(PySequence_Fast(shape.ptr(), "shape"));
-    if (!seq.is_valid()) throw nb::python_error();
+  // A sequence first: a numpy array of dims is a sequence that also has __index__.
+  nb::object seq;
+  if (PySequence_Check(shape.ptr()) && !PyUnicode_Check(shape.ptr()) && !PyBytes_Check(shape.ptr())) {
+    seq = nb::steal(PySequence_Fast(shape.ptr(), "shape"));
+    if (!seq.is_valid()) PyErr_Clear();  // e.g. a 0-d array: try it as one integer below
+  }
+  if (seq.is_valid()) {
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
     if (n > NPY_MAXDIMS) fail("unable to read shared memory region '" + key + "': shape has more than 64 dimensions");
     PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
     for (Py_ssize_t i = 0; i < n; ++i) add(items[i]);
+  } else if (PyIndex_Check(shape.ptr())) {
+    add(shape);
   } else {
     fail("unable to read shared memory region '" + key + "': shape must be a list of int, got '" +
          Py_TYPE(shape.ptr())->tp_name + "'");

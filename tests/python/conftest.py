@@ -1,0 +1,71 @@
+"""Fixtures shared by the Python tests.
+
+Every key a test uses comes from `make_key`, unique per process and call, and
+every region a test creates is destroyed or unlinked when the test ends, even
+when it fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+from typing import Callable, Iterator, List
+
+import pytest
+
+import tritonshm as shm
+
+PREFIX = f"tshm_test_{os.getpid()}_"
+_counter = itertools.count()
+
+
+def new_key(tag: str = "k") -> str:
+    return f"/{PREFIX}{tag}_{next(_counter)}"
+
+
+def shm_path(key: str) -> pathlib.Path:
+    return pathlib.Path("/dev/shm") / key.lstrip("/")
+
+
+@pytest.fixture
+def make_key() -> Iterator[Callable[..., str]]:
+    """Returns unique keys; at teardown releases our handles and unlinks the keys."""
+    made: List[str] = []
+
+    def make(tag: str = "k") -> str:
+        key = new_key(tag)
+        made.append(key)
+        return key
+
+    yield make
+    left = []
+    for key in made:
+        try:
+            shm_path(key).unlink()
+            left.append(key)
+        except FileNotFoundError:
+            pass
+    assert not left, f"test left regions in /dev/shm (now removed): {left}"
+
+
+@pytest.fixture
+def region(make_key):
+    """A fresh 1 KiB region, destroyed at teardown if the test did not."""
+    handle = shm.create_shared_memory_region("test_region", make_key("region"), 1024, create_only=True)
+    yield handle
+    if handle._handle.live:
+        shm.destroy_shared_memory_region(handle)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_regions() -> Iterator[None]:
+    """Fails a test that leaves a region of this process in /dev/shm or in the registry."""
+    before = set(shm.mapped_shared_memory_regions())
+    yield
+    leaked = [p.name for p in pathlib.Path("/dev/shm").glob(PREFIX + "*")]
+    held = [k for k in shm.mapped_shared_memory_regions() if k not in before]
+    for name in leaked:  # clean up so the next test starts clean, then fail this one
+        (pathlib.Path("/dev/shm") / name).unlink(missing_ok=True)
+    assert not leaked, f"test left regions in /dev/shm: {leaked}"
+    assert not held, f"test left handles in the registry: {held}"

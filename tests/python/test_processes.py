@@ -1,0 +1,111 @@
+"""Regions shared with other processes, which open them by key."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+import tritonshm as shm
+from conftest import shm_path
+
+
+def run_python(code, *args):
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_child_reads_and_writes_region_by_key(make_key):
+    key = make_key()
+    handle = shm.create_shared_memory_region("n", key, 64)
+    try:
+        shm.set_shared_memory_region(handle, [np.arange(8, dtype=np.int32)])
+        run_python(
+            """
+            import sys, numpy as np, tritonshm as shm
+            h = shm.create_shared_memory_region("child", sys.argv[1], 64)
+            got = shm.get_contents_as_numpy(h, np.int32, [8])
+            assert got.tolist() == list(range(8)), got
+            shm.set_shared_memory_region(h, [got * 10], offset=32)
+            shm.destroy_shared_memory_region(h)
+            """,
+            key,
+        )
+        assert shm_path(key).exists(), "the child only attached: it must not unlink"
+        assert shm.get_contents_as_numpy(handle, np.int32, [8], offset=32).tolist() == [i * 10 for i in range(8)]
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
+def test_child_with_raw_posix_calls_sees_our_bytes(make_key):
+    key = make_key()
+    handle = shm.create_shared_memory_region("n", key, 4096)
+    try:
+        payload = np.random.default_rng(7).integers(0, 255, 4096, dtype=np.uint8)
+        shm.set_shared_memory_region(handle, [payload])
+        result = run_python(
+            """
+            import _posixshmem, mmap, os, sys, hashlib
+            fd = _posixshmem.shm_open(sys.argv[1], os.O_RDWR, 0)
+            m = mmap.mmap(fd, 4096); os.close(fd)
+            print(hashlib.sha256(m[:]).hexdigest()); m.close()
+            """,
+            key,
+        )
+        import hashlib
+
+        assert result.stdout.strip() == hashlib.sha256(payload.tobytes()).hexdigest()
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
+def test_no_resource_tracker_and_no_leak_warnings_at_exit(make_key):
+    key = make_key()
+    result = run_python(
+        """
+        import sys, numpy as np, tritonshm as shm
+        a = shm.create_shared_memory_region("a", sys.argv[1], 1024)
+        b = shm.create_shared_memory_region("b", sys.argv[1], 1024)
+        shm.set_shared_memory_region(a, [np.ones(4)])
+        shm.destroy_shared_memory_region(a)
+        shm.destroy_shared_memory_region(b)
+        import multiprocessing.resource_tracker as rt
+        assert rt._resource_tracker._fd is None, "resource tracker was started"
+        """,
+        key,
+    )
+    assert "leaked" not in result.stderr and "resource_tracker" not in result.stderr, result.stderr
+    assert not shm_path(key).exists()
+
+
+def test_region_created_by_child_that_exits_stays_for_attachers(make_key):
+    """A created region outlives its creator's process when not destroyed (POSIX semantics,
+    like Triton's C++ client): no tracker removes it behind the user's back."""
+    key = make_key()
+    run_python(
+        """
+        import sys, numpy as np, tritonshm as shm
+        h = shm.create_shared_memory_region("c", sys.argv[1], 16)
+        shm.set_shared_memory_region(h, [np.arange(4, dtype=np.int32)])
+        import os; os._exit(0)  # exits without destroying
+        """,
+        key,
+    )
+    handle = shm.create_shared_memory_region("n", key, 16)
+    assert shm.get_contents_as_numpy(handle, np.int32, [4]).tolist() == [0, 1, 2, 3]
+    shm.destroy_shared_memory_region(handle)
+    assert shm_path(key).exists()
+    os.unlink(shm_path(key))
+
+
+def test_demo_prints_results_and_leaves_dev_shm_clean():
+    before = set(os.listdir("/dev/shm"))
+    result = subprocess.run([sys.executable, "-m", "tritonshm.cli", "demo"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "15 +   3 =  18     15 -   3 =  12" in result.stdout
+    assert "PASS" in result.stdout
+    assert set(os.listdir("/dev/shm")) - before == set()
