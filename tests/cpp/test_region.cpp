@@ -1,0 +1,143 @@
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+#include "tritonshm/region.hpp"
+
+using namespace tritonshm;
+using tritonshm::testing::exists;
+using tritonshm::testing::KeyJar;
+
+TEST(Region, CreateSizesMapsAndIsPrivate) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  auto region = Region::create(key, 4096);
+  EXPECT_EQ(region->size(), 4096u);
+  EXPECT_TRUE(region->created());
+  struct stat st{};
+  ASSERT_EQ(::stat(("/dev/shm" + key).c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 4096);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_TRUE(region->unlink());
+  EXPECT_FALSE(exists(key));
+}
+
+TEST(Region, CreateFailsWithEexistWhenKeyExists) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  auto region = Region::create(key, 64);
+  try {
+    Region::create(key, 64);
+    FAIL();
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(e.os_error(), EEXIST);
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos);
+  }
+  region->unlink();
+}
+
+TEST(Region, OpenSeesCreatorsBytes) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  auto writer = Region::create(key, 64);
+  const int32_t values[4] = {1, 2, 3, 4};
+  writer->write(8, values, sizeof values);
+  auto reader = Region::open(key.substr(1));  // without the slash
+  EXPECT_FALSE(reader->created());
+  auto span = reader->as<int32_t>(8, 4);
+  EXPECT_EQ(std::vector<int32_t>(span.begin(), span.end()), (std::vector<int32_t>{1, 2, 3, 4}));
+  writer->unlink();
+}
+
+TEST(Region, WriteThatDoesNotFitChangesNothing) {
+  KeyJar jar;
+  auto region = Region::create(jar.make(), 32);
+  std::vector<std::byte> ones(32, std::byte{1});
+  region->write(0, ones.data(), ones.size());
+  std::vector<std::byte> a(20, std::byte{7}), b(20, std::byte{9});
+  const std::span<const std::byte> parts[] = {a, b};
+  EXPECT_THROW(region->write(0, parts), SharedMemoryError);
+  EXPECT_THROW(region->write(UINT64_MAX - 3, a.data(), 8), SharedMemoryError);
+  EXPECT_THROW(region->write(33, a.data(), 0), SharedMemoryError);
+  for (std::byte x : region->bytes(0, 32)) EXPECT_EQ(x, std::byte{1});
+  region->unlink();
+}
+
+TEST(Region, TypedAccessChecksBoundsAndAlignment) {
+  KeyJar jar;
+  auto region = Region::create(jar.make(), 64);
+  EXPECT_EQ(region->as<double>(0, 8).size(), 8u);
+  EXPECT_THROW(region->as<double>(8, 8), SharedMemoryError);
+  EXPECT_THROW(region->as<double>(4, 1), SharedMemoryError);  // misaligned
+  EXPECT_THROW(region->as<double>(0, UINT64_MAX / 4), SharedMemoryError);
+  region->unlink();
+}
+
+TEST(Region, MappingOutlivesRegionAndUnlink) {
+  KeyJar jar;
+  std::shared_ptr<const Mapping> mapping;
+  {
+    auto region = Region::create(jar.make(), 4096);
+    std::memset(region->data(), 0x5A, 4096);
+    mapping = region->mapping();
+    region->unlink();
+  }
+  EXPECT_EQ(mapping->data()[4095], std::byte{0x5A});
+}
+
+TEST(Region, ShrunkObjectRaisesInsteadOfSigbus) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  auto region = Region::create(key, 1 << 16);
+  ASSERT_EQ(::truncate(("/dev/shm" + key).c_str(), 4096), 0);  // another process shrinks it
+  std::vector<std::byte> data(8192);
+  try {
+    region->write(0, data.data(), data.size());
+    FAIL();
+  } catch (const SharedMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("shrunk to 4096 bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(region->write(0, data.data(), 4096));  // what is still backed stays usable
+  region->unlink();
+}
+
+TEST(Region, ReserveFailsCleanlyWhenTooLarge) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  try {
+    Region::create(key, uint64_t{1} << 62);
+    FAIL();
+  } catch (const SharedMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    EXPECT_NE(e.os_error(), 0);
+  }
+  EXPECT_FALSE(exists(key));
+}
+
+TEST(Region, ConcurrentCreatorsOfOneKeyGetOneWinner) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  std::atomic<int> won{0}, lost{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      try {
+        auto r = Region::create(key, 1 << 20);
+        ++won;
+      } catch (const SharedMemoryError& e) {
+        if (e.os_error() == EEXIST) ++lost;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(lost.load(), 7);
+  EXPECT_EQ(Region::open(key)->size(), 1u << 20);  // never seen at size 0
+}
