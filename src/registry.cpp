@@ -33,11 +33,14 @@ Registry& registry() {
   return *instance;
 }
 
+enum class Acquire { open_or_create, create_only, open_only };
+
 // Opens or creates the object without holding the registry lock: creation may
 // reserve gigabytes, and other keys should not wait for that.
-std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t byte_size, bool create_only,
+std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t byte_size, Acquire how,
                                        const RegionOptions& options) {
-  if (create_only) return Region::create(key, byte_size, options);
+  if (how == Acquire::create_only) return Region::create(key, byte_size, options);
+  if (how == Acquire::open_only) return Region::open(key);
   // Another process may create or remove the name between our two tries;
   // a few rounds settle any real race.
   for (int attempt = 0;; ++attempt) {
@@ -133,41 +136,54 @@ void Handle::destroy() {
   if (to_unlink) to_unlink->unlink();
 }
 
+class HandleFactory {
+ public:
+  static Handle acquire(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size, Acquire how,
+                        const RegionOptions& options) {
+    auto state = std::make_unique<Handle::State>();
+    state->name = std::move(triton_shm_name);
+    state->key = std::string(shm_key);
+    state->normalized_key = normalize_key(shm_key);
+    Registry& r = registry();
+    if (how != Acquire::create_only) {
+      std::lock_guard lock(r.mutex);
+      auto it = r.entries.find(state->normalized_key);
+      if (it != r.entries.end()) {
+        ++it->second.handles;
+        state->region = it->second.region;
+        return Handle(std::move(state));
+      }
+    }
+    std::shared_ptr<Region> region = open_or_create(shm_key, byte_size, how, options);
+    std::lock_guard lock(r.mutex);
+    auto [it, inserted] = r.entries.try_emplace(state->normalized_key);
+    Entry& entry = it->second;
+    if (inserted) {
+      entry.key_as_given = state->key;
+      entry.order = r.next_order++;
+      entry.region = region;
+    } else if (region->created()) {
+      // Our old object's name was removed behind our back and we made a new
+      // one: new handles share the new object; old handles keep the old mapping.
+      entry.region = region;
+    } else {
+      region = entry.region;  // another thread attached first: share its mapping
+    }
+    entry.needs_unlink = entry.needs_unlink || region->created();
+    ++entry.handles;
+    state->region = std::move(region);
+    return Handle(std::move(state));
+  }
+};
+
 Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
                                    bool create_only, const RegionOptions& options) {
-  auto state = std::make_unique<Handle::State>();
-  state->name = std::move(triton_shm_name);
-  state->key = std::string(shm_key);
-  state->normalized_key = normalize_key(shm_key);
-  Registry& r = registry();
-  if (!create_only) {
-    std::lock_guard lock(r.mutex);
-    auto it = r.entries.find(state->normalized_key);
-    if (it != r.entries.end()) {
-      ++it->second.handles;
-      state->region = it->second.region;
-      return Handle(std::move(state));
-    }
-  }
-  std::shared_ptr<Region> region = open_or_create(shm_key, byte_size, create_only, options);
-  std::lock_guard lock(r.mutex);
-  auto [it, inserted] = r.entries.try_emplace(state->normalized_key);
-  Entry& entry = it->second;
-  if (inserted) {
-    entry.key_as_given = state->key;
-    entry.order = r.next_order++;
-    entry.region = region;
-  } else if (region->created()) {
-    // Our old object's name was removed behind our back and we made a new one:
-    // new handles share the new object; old handles keep the old mapping.
-    entry.region = region;
-  } else {
-    region = entry.region;  // another thread attached first: share its mapping
-  }
-  entry.needs_unlink = entry.needs_unlink || region->created();
-  ++entry.handles;
-  state->region = std::move(region);
-  return Handle(std::move(state));
+  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, byte_size,
+                                create_only ? Acquire::create_only : Acquire::open_or_create, options);
+}
+
+Handle attach_shared_memory_region(std::string triton_shm_name, std::string_view shm_key) {
+  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, 0, Acquire::open_only, {});
 }
 
 std::vector<std::string> mapped_shared_memory_regions() {

@@ -43,7 +43,7 @@ class Handle {
   void destroy();
 
  private:
-  friend Handle create_shared_memory_region(std::string, std::string_view, uint64_t, bool, const RegionOptions&);
+  friend class HandleFactory;
   struct State;
   explicit Handle(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
@@ -56,6 +56,10 @@ class Handle {
 // not mapped twice.
 Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
                                    bool create_only = false, const RegionOptions& options = {});
+
+// Returns a handle on the existing region `shm_key`, never creating one:
+// throws (errno ENOENT) if it does not exist. Such a handle never unlinks.
+Handle attach_shared_memory_region(std::string triton_shm_name, std::string_view shm_key);
 
 // The keys this process holds handles on, as first spelled, oldest first.
 std::vector<std::string> mapped_shared_memory_regions();

@@ -3,6 +3,7 @@
 
 #include "tritonshm/copy.hpp"
 #include "tritonshm/error.hpp"
+#include "tritonshm/inventory.hpp"
 #include "tritonshm/key.hpp"
 #include "tritonshm/mapping.hpp"
 #include "tritonshm/region.hpp"

@@ -8,6 +8,7 @@ of ``tritonclient.utils`` are here too.
 from ._errors import SharedMemoryException
 from .shared_memory import (
     SharedMemoryRegion,
+    attach_shared_memory_region,
     create_shared_memory_region,
     destroy_shared_memory_region,
     get_contents_as_numpy,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SharedMemoryException",
     "SharedMemoryRegion",
+    "attach_shared_memory_region",
     "create_shared_memory_region",
     "destroy_shared_memory_region",
     "deserialize_bf16_tensor",

@@ -4,6 +4,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
+#include <nanobind/stl/optional.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
@@ -344,6 +345,25 @@ nb::object deserialize_bf16_tensor(nb::handle encoded) {
   return result;
 }
 
+nb::dict region_info_dict(const RegionInfo& info) {
+  nb::dict d;
+  d["key"] = info.key;
+  d["size"] = info.size;
+  d["owner"] = static_cast<uint32_t>(info.owner);
+  d["mode"] = static_cast<uint32_t>(info.mode);
+  d["modified"] = info.modified;
+  d["mapped_by"] = std::vector<int>(info.mapped_by.begin(), info.mapped_by.end());
+  d["opened_by"] = std::vector<int>(info.opened_by.begin(), info.opened_by.end());
+  d["in_use"] = info.in_use();
+  return d;
+}
+
+nb::list region_info_list(const std::vector<RegionInfo>& infos) {
+  nb::list out;
+  for (const auto& i : infos) out.append(region_info_dict(i));
+  return out;
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -389,6 +409,56 @@ NB_MODULE(_core, m) {
       },
       nb::arg("name"), nb::arg("key"), nb::arg("byte_size"), nb::arg("create_only"), nb::arg("mode"),
       nb::arg("reserve"), nb::arg("prefault"));
+  m.def("attach", [](std::string name, std::string key) {
+    nb::gil_scoped_release release;
+    return attach_shared_memory_region(std::move(name), key);
+  });
+  m.def("create_unmanaged", [](std::string key, uint64_t byte_size, uint32_t mode, bool reserve) {
+    // A region that outlives this process: no handle, so nothing unlinks it.
+    RegionOptions options;
+    options.mode = static_cast<mode_t>(mode);
+    options.reserve = reserve;
+    nb::gil_scoped_release release;
+    return Region::create(key, byte_size, options)->size();
+  });
+  m.def("remove", [](std::string key) { return SharedMemoryObject::remove(key); });
+  m.def("list_regions", [] {
+    Inventory inv;
+    {
+      nb::gil_scoped_release release;
+      inv = list_regions();
+    }
+    nb::dict d;
+    d["regions"] = region_info_list(inv.regions);
+    d["uninspected"] = std::vector<int>(inv.uninspected.begin(), inv.uninspected.end());
+    return d;
+  });
+  m.def("region_info", [](std::string key) -> nb::object {
+    std::optional<RegionInfo> info;
+    {
+      nb::gil_scoped_release release;
+      info = region_info(key);
+    }
+    if (!info) return nb::none();
+    return region_info_dict(*info);
+  });
+  m.def("collect_garbage", [](bool dry_run, int64_t min_age_seconds, std::string prefix, bool trust_uninspected) {
+    GarbageOptions options;
+    options.dry_run = dry_run;
+    options.min_age_seconds = min_age_seconds;
+    options.prefix = std::move(prefix);
+    options.trust_uninspected = trust_uninspected;
+    GarbageReport report;
+    {
+      nb::gil_scoped_release release;
+      report = collect_garbage(options);
+    }
+    nb::dict d;
+    d["removed"] = region_info_list(report.removed);
+    d["kept"] = region_info_list(report.kept);
+    d["uninspected"] = std::vector<int>(report.uninspected.begin(), report.uninspected.end());
+    return d;
+  });
   m.def("mapped_keys", &mapped_shared_memory_regions);
   m.def("handle_count", [](const std::string& key) { return handle_count(key); });
   m.def("write", &write_buffers, nb::arg("handle"), nb::arg("offset"), nb::arg("buffers"));

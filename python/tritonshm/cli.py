@@ -1,20 +1,309 @@
-"""The tritonshm command line."""
+"""The tritonshm command line: inspect, create and clean up shared memory
+regions, and run the demo and the benchmarks.
+
+Exit codes: 0 success, 1 the operation failed (the message says why),
+2 wrong usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pwd
+import re
+import stat
 import sys
-from typing import List, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ._errors import SharedMemoryException
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="tritonshm", description="System shared memory for tensors.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b?)\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 4096, 64K, 16MiB, 1G)")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+
+
+def _parse_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid mode {text!r} (octal, e.g. 0600)") from None
+    if not 0 <= mode <= 0o7777:
+        raise argparse.ArgumentTypeError(f"invalid mode {text!r}")
+    return mode
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _human_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _info_json(info: Any) -> Dict[str, Any]:
+    return {
+        "key": info.key,
+        "size": info.size,
+        "owner": _owner(info.owner),
+        "uid": info.owner,
+        "mode": f"{info.mode:04o}",
+        "modified": info.modified,
+        "age_seconds": max(0, int(time.time() - info.modified)),
+        "mapped_by": info.mapped_by,
+        "opened_by": info.opened_by,
+        "in_use": info.in_use,
+    }
+
+
+def _table(rows: List[Dict[str, Any]]) -> str:
+    headers = ["KEY", "SIZE", "OWNER", "MODE", "AGE", "PIDS"]
+    lines = [headers] + [
+        [r["key"], _human_size(r["size"]), r["owner"], stat.filemode(0o100000 | int(r["mode"], 8)),
+         _human_age(r["age_seconds"]), ",".join(map(str, sorted(set(r["mapped_by"]) | set(r["opened_by"])))) or "-"]
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(headers))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _uninspected_note(pids: List[int]) -> str:
+    names = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                names.append(f"{pid} ({f.read().strip()})")
+        except OSError:
+            names.append(str(pid))
+    return "process(es) " + ", ".join(names) + " could not be inspected (needs root with CAP_SYS_PTRACE)"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from . import _core
+
+    listing = _core.list_regions()
+    from .inventory import RegionInfo
+
+    rows = [_info_json(RegionInfo(**r)) for r in listing["regions"]]
+    if args.json:
+        print(json.dumps({"regions": rows, "uninspected_pids": listing["uninspected"]}, indent=2))
+    else:
+        print(_table(rows) if rows else "no shared memory regions in /dev/shm")
+        if listing["uninspected"] and rows:
+            print("note: PIDS may be incomplete: " + _uninspected_note(listing["uninspected"]), file=sys.stderr)
+    return 0
+
+
+def _hexdump(data: bytes, start: int) -> str:
+    out = []
+    for i in range(0, len(data), 16):
+        chunk = data[i : i + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        out.append(f"{start + i:08x}  {hexes:<47}  |{text}|")
+    return "\n".join(out)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import tritonshm as shm
+
+    from .inventory import region_info
+
+    info = region_info(args.key)
+    if info is None:
+        raise SharedMemoryException(f"no shared memory region '{args.key}' in /dev/shm")
+    row = _info_json(info)
+    handle = shm.attach_shared_memory_region("tritonshm-info", args.key)
+    try:
+        if args.dtype:
+            dtype = np.object_ if args.dtype.upper() in ("BYTES", "OBJECT") else _numpy_dtype(args.dtype)
+            shape = args.shape if args.shape is not None else None
+            if shape is None:
+                if dtype is np.object_:
+                    raise SharedMemoryException("--shape is required with --dtype BYTES")
+                shape = [(info.size - args.offset) // np.dtype(dtype).itemsize]
+            values = shm.get_contents_as_numpy(handle, dtype, shape, offset=args.offset)
+            row["decoded"] = {"dtype": str(np.dtype(dtype)) if dtype is not np.object_ else "BYTES",
+                              "shape": list(values.shape), "offset": args.offset}
+            shown = values.tolist()
+        else:
+            length = max(0, min(args.length, info.size - args.offset))
+            raw = shm.get_contents_as_numpy(handle, np.uint8, [length], offset=args.offset).tobytes()
+            shown = None
+    finally:
+        shm.destroy_shared_memory_region(handle)
+    is_bytes = bool(args.dtype) and args.dtype.upper() in ("BYTES", "OBJECT")
+    if args.json:
+        if shown is None:
+            row["hex"] = raw.hex()
+        elif is_bytes:  # JSON has no bytes: latin-1 maps each byte to one character
+            row["values"] = [v.decode("latin-1") for v in np.array(shown, dtype=object).reshape(-1)]
+        else:
+            row["values"] = shown
+        print(json.dumps(row, indent=2))
+        return 0
+    print(_table([row]))
+    print(f"mapped by: {info.mapped_by or '-'}   open in: {info.opened_by or '-'}")
+    if shown is not None:
+        print(f"{row['decoded']['dtype']} {row['decoded']['shape']} at offset {args.offset}:")
+        print(np.array(shown, dtype=object) if is_bytes else np.array(shown))
+    else:
+        print(f"first {len(raw)} bytes from offset {args.offset}:")
+        print(_hexdump(raw, args.offset) if raw else "(none)")
+    return 0
+
+
+def _numpy_dtype(name: str) -> Any:
+    import numpy as np
+
+    from .tensor import triton_to_np_dtype
+
+    mapped = triton_to_np_dtype(name.upper())
+    if mapped is not None:
+        return mapped
+    try:
+        return np.dtype(name)
+    except TypeError:
+        raise SharedMemoryException(f"unknown data type {name!r} (Triton names like FP32 or numpy names like float32)") from None
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from .inventory import create_region
+
+    size = create_region(args.key, args.size, mode=args.mode)
+    print(f"created {args.key if args.key.startswith('/') else '/' + args.key} ({size} bytes, mode {args.mode:04o}); "
+          "remove it with `tritonshm rm`")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from .inventory import remove_region
+
+    status = 0
+    for key in args.keys:
+        try:
+            if remove_region(key, force=args.force):
+                print(f"removed {key}")
+            else:
+                print(f"tritonshm rm: no shared memory region '{key}'", file=sys.stderr)
+                status = 1
+        except SharedMemoryException as exc:
+            print(f"tritonshm rm: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .inventory import collect_garbage
+
+    report = collect_garbage(dry_run=args.dry_run, min_age_seconds=args.min_age, prefix=args.prefix,
+                             trust_uninspected=args.trust_uninspected)
+    if args.json:
+        print(json.dumps({
+            "dry_run": args.dry_run,
+            "removed": [_info_json(i) for i in report.removed],
+            "kept": [_info_json(i) for i in report.kept],
+            "uninspected_pids": report.uninspected,
+        }, indent=2))
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    for info in report.removed:
+        print(f"{verb} {info.key} ({_human_size(info.size)}, unused)")
+    for info in report.kept:
+        users = sorted(set(info.mapped_by) | set(info.opened_by))
+        why = f"in use by {users}" if users else ("younger than --min-age" if time.time() - info.modified < args.min_age else "uninspected processes")
+        print(f"kept {info.key} ({why})")
+    if report.uninspected and report.kept and not args.trust_uninspected:
+        print("note: unused regions were kept because " + _uninspected_note(report.uninspected) +
+              " and might use them; pass --trust-uninspected if they use no shared memory", file=sys.stderr)
+    if not report.removed and not report.kept:
+        print("nothing to collect")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tritonshm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ls", help="list regions in /dev/shm with size, owner, mode, age and the PIDs using them")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_ls)
+
+    p = sub.add_parser("info", help="show one region: its facts and a hexdump or decoded view")
+    p.add_argument("key")
+    p.add_argument("--dtype", help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
+    p.add_argument("--shape", type=lambda s: [int(x) for x in s.replace("x", ",").split(",") if x.strip()],
+                   help="shape to decode, e.g. 2,16 (default: as many elements as fit)")
+    p.add_argument("--offset", type=_parse_size, default=0, help="byte offset to start at")
+    p.add_argument("--length", type=_parse_size, default=256, help="bytes to hexdump (default 256)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("create", help="create a region that stays until `tritonshm rm`")
+    p.add_argument("key")
+    p.add_argument("size", type=_parse_size, help="bytes, or with a unit: 64K, 16MiB, 1G")
+    p.add_argument("--mode", type=_parse_mode, default=0o600, help="permission bits, octal (default 0600)")
+    p.set_defaults(run=cmd_create)
+
+    p = sub.add_parser("rm", help="remove regions (refuses one a live process uses, unless --force)")
+    p.add_argument("keys", nargs="+", metavar="KEY")
+    p.add_argument("--force", action="store_true", help="remove even if a live process uses it")
+    p.set_defaults(run=cmd_rm)
+
+    p = sub.add_parser("gc", help="remove regions no live process maps or holds open (left by crashes)")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    p.add_argument("--min-age", type=int, default=0, metavar="SECONDS", help="spare regions modified more recently")
+    p.add_argument("--prefix", default="", help="only keys starting with this")
+    p.add_argument("--trust-uninspected", action="store_true",
+                   help="remove even though some processes could not be inspected")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_gc)
+
     from . import demo
 
     demo.add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        from benchmarks import cli as bench_cli  # present in a source checkout
+    except ImportError:
+        bench_cli = None
+    if bench_cli is not None:
+        bench_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except SharedMemoryException as exc:
+        print(f"tritonshm {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
 
 
 if __name__ == "__main__":

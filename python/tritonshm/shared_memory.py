@@ -20,6 +20,7 @@ _core._set_exception_class(SharedMemoryException)
 __all__ = [
     "SharedMemoryException",
     "SharedMemoryRegion",
+    "attach_shared_memory_region",
     "create_shared_memory_region",
     "destroy_shared_memory_region",
     "get_contents_as_numpy",
@@ -196,6 +197,19 @@ def get_contents_as_numpy(shm_handle: SharedMemoryRegion, datatype: Any, shape: 
     """
     handle = _live(shm_handle)
     return _core.get_contents(handle, datatype, shape, _unsigned(offset, "offset", shm_handle._shm_key))
+
+
+def attach_shared_memory_region(triton_shm_name: str, shm_key: str) -> SharedMemoryRegion:
+    """Return a handle on an existing region; never creates one (beyond the reference).
+
+    Raises SharedMemoryException (errno ENOENT) if no region has this key. A
+    handle got this way never unlinks the region.
+    """
+    if not isinstance(triton_shm_name, str) or not isinstance(shm_key, str):
+        raise SharedMemoryException("triton_shm_name and shm_key must be str")
+    region = SharedMemoryRegion(triton_shm_name, shm_key)
+    region._handle = _core.attach(triton_shm_name, shm_key)
+    return region
 
 
 def mapped_shared_memory_regions() -> List[str]:

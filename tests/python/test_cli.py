@@ -1,0 +1,124 @@
+"""The tritonshm command line, driven as a user would: as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import tritonshm as shm
+from conftest import shm_path
+
+
+def cli(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "tritonshm.cli", *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def test_help_for_every_subcommand():
+    for sub in ("ls", "info", "create", "rm", "gc", "demo"):
+        out = cli(sub, "--help").stdout
+        assert "usage: tritonshm " + sub in out
+
+
+def test_create_ls_info_rm_round_trip(make_key):
+    key = make_key("cli")
+    out = cli("create", key, "64K", "--mode", "0640").stdout
+    assert "created " + key in out
+    assert shm_path(key).stat().st_size == 65536
+    assert oct(shm_path(key).stat().st_mode & 0o777) == "0o640"
+
+    listing = json.loads(cli("ls", "--json").stdout)
+    row = next(r for r in listing["regions"] if r["key"] == key)
+    assert row["size"] == 65536 and row["mode"] == "0640" and row["in_use"] is False
+    assert key in cli("ls").stdout
+
+    handle = shm.create_shared_memory_region("n", key, 65536)
+    try:
+        shm.set_shared_memory_region(handle, [np.array([1.5, -2.0], np.float32)], offset=8)
+        info = json.loads(cli("info", key, "--dtype", "FP32", "--shape", "2", "--offset", "8", "--json").stdout)
+        assert info["values"] == [1.5, -2.0]
+        assert os.getpid() in info["mapped_by"], "our mapping is seen in /proc"
+        text = cli("info", key, "--length", "16", "--offset", "8").stdout
+        assert "00000008  00 00 c0 3f 00 00 00 c0" in text
+        refused = cli("rm", key, check=False)
+        assert refused.returncode == 1 and "in use by" in refused.stderr
+        assert shm_path(key).exists()
+    finally:
+        shm.destroy_shared_memory_region(handle)  # attached: does not unlink
+    assert "removed " + key in cli("rm", key).stdout
+    assert not shm_path(key).exists()
+
+
+def test_info_decodes_bytes_tensor(make_key):
+    key = make_key("cli")
+    handle = shm.create_shared_memory_region("n", key, 256)
+    try:
+        shm.set_shared_memory_region(handle, [shm.serialize_byte_tensor(np.array([b"ab", b"xyz"], dtype=object))])
+        info = json.loads(cli("info", key, "--dtype", "BYTES", "--shape", "2", "--json").stdout)
+        assert info["values"] == ["ab", "xyz"]
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
+def test_errors_have_messages_and_exit_codes(make_key):
+    missing = make_key("missing")
+    result = cli("info", missing, check=False)
+    assert result.returncode == 1 and f"no shared memory region '{missing}'" in result.stderr
+    result = cli("rm", missing, check=False)
+    assert result.returncode == 1 and "no shared memory region" in result.stderr
+    result = cli("create", "a/b", "10", check=False)
+    assert result.returncode == 1 and "invalid shared memory key" in result.stderr
+    result = cli("create", make_key("x"), "ten", check=False)
+    assert result.returncode == 2 and "invalid size" in result.stderr
+    key = make_key("dup")
+    cli("create", key, "1K")
+    result = cli("create", key, "1K", check=False)
+    assert result.returncode == 1 and "File exists" in result.stderr
+    cli("rm", key)
+
+
+def test_gc_removes_only_regions_no_live_process_uses(make_key):
+    prefix = make_key("gc")  # a unique prefix: the test touches nothing else in /dev/shm
+    orphan, held = prefix + "_orphan", prefix + "_held"
+    # A writer that crashes (SIGKILL) after creating, leaving its region behind.
+    crashed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os, signal, tritonshm as shm
+            h = shm.create_shared_memory_region("x", "{orphan}", 4096)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)], timeout=60)
+    assert crashed.returncode == -9 and shm_path(orphan).exists()
+    handle = shm.create_shared_memory_region("n", held, 4096)
+    try:
+        dry = json.loads(cli("gc", "--dry-run", "--prefix", prefix, "--trust-uninspected", "--json").stdout)
+        assert [r["key"] for r in dry["removed"]] == [orphan]
+        assert [r["key"] for r in dry["kept"]] == [held]
+        assert shm_path(orphan).exists(), "a dry run removes nothing"
+        young = cli("gc", "--prefix", prefix, "--trust-uninspected", "--min-age", "3600").stdout
+        assert f"kept {orphan} (younger than --min-age)" in young and shm_path(orphan).exists()
+        out = cli("gc", "--prefix", prefix, "--trust-uninspected").stdout
+        assert f"removed {orphan}" in out and f"kept {held}" in out
+        assert not shm_path(orphan).exists()
+        assert shm_path(held).exists(), "a region a live process maps is never collected"
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
+def test_gc_keeps_everything_while_a_process_cannot_be_inspected(make_key):
+    from tritonshm.inventory import collect_garbage
+
+    key = make_key("gc")
+    cli("create", key, "1K")
+    report = collect_garbage(prefix=key)
+    if report.uninspected:  # e.g. no CAP_SYS_PTRACE: the unknown process might use it
+        assert [r.key for r in report.kept] == [key] and shm_path(key).exists()
+    else:
+        assert [r.key for r in report.removed] == [key] and not shm_path(key).exists()
+    shm_path(key).unlink(missing_ok=True)
