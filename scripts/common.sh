@@ -9,14 +9,14 @@ log() { printf '\n== %s\n' "$*"; }
 
 # Debian packages, installed with apt-get when a command or file is missing.
 ensure_apt() {
-  local missing=()
-  local pkg probe
+  local missing=() pkg probe spec
   for spec in "$@"; do
     pkg="${spec%%:*}"
     probe="${spec#*:}"
     if [ ! -e "$probe" ] && ! command -v "$probe" >/dev/null 2>&1; then missing+=("$pkg"); fi
   done
   [ ${#missing[@]} -eq 0 ] && return 0
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

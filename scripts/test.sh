@@ -1,18 +1,71 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: installs what is missing, then runs every
-# test (C++ GoogleTest through CTest, then the Python suite). .ci/run calls it.
+# test. .ci/run calls it. Stages:
+#   1. C++ tests (GoogleTest via CTest)
+#   2. the same C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. libFuzzer on the BYTES and BF16 decoders, bounded in time (clang)
+#   4. the Python suite (pytest: API, processes, faults, properties, CLI, C++ package, e2e)
+#   5. the Python suite again against an ASan + UBSan build of the extension
+#   6. a smoke run of the benchmark suite (keeps it working; judges no speed)
+# Extra arguments go to the pytest of stage 4 (e.g. -k demo, -m e2e).
 source "$(dirname "$0")/common.sh"
-ensure_apt g++:g++ libgtest-dev:/usr/include/gtest/gtest.h
+FUZZ_SECONDS="${TRITONSHM_FUZZ_SECONDS:-20}"
+
+ensure_apt g++:g++ libgtest-dev:/usr/include/gtest/gtest.h clang:clang++ \
+  util-linux:unshare util-linux:setpriv
+# libFuzzer's runtime comes with clang's compiler-rt package of the same version.
+if ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  clang_major="$(clang++ --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1)"
+  ensure_apt "libclang-rt-${clang_major}-dev:/nonexistent-probe"
+fi
 ensure_venv
 "$VENV/bin/python" -m pip install -q cmake ninja 2>&1 | grep -v '^WARNING: Location' || true
 export PATH="$VENV/bin:$PATH"
 install_package test
 
-log "C++ tests (GoogleTest via CTest)"
+log "1. C++ tests (GoogleTest via CTest)"
 cmake -S "$ROOT" -B "$ROOT/build-tests" -G Ninja -DTRITONSHM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$ROOT/build-tests"
 (cd "$ROOT/build-tests" && ctest --output-on-failure -j2)
 
-log "Python tests (pytest)"
+log "2. C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DTRITONSHM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DTRITONSHM_SANITIZE=address,undefined >/dev/null
+cmake --build "$ROOT/build-asan"
+(cd "$ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2)
+
+log "3. libFuzzer: ${FUZZ_SECONDS}s per decoder, starting from tests/fuzz/corpus"
+CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-fuzz" -G Ninja -DTRITONSHM_BUILD_FUZZERS=ON \
+  -DTRITONSHM_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$ROOT/build-fuzz"
+for decoder in bytes bf16; do
+  found="$(mktemp -d)"  # new inputs go here: the kept corpus is only read
+  "$ROOT/build-fuzz/tests/fuzz/fuzz_${decoder}_decoder" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+    "$found" "$ROOT/tests/fuzz/corpus/$decoder" 2>&1 | grep -E '^(stat::number_of_executed_units|Done|==.*ERROR)' || true
+  test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzzer for $decoder failed"; exit 1; }
+  rm -rf "$found"
+done
+
+log "4. Python tests (pytest)"
 cd "$ROOT"
 "$VENV/bin/python" -m pytest -ra "$@"
+
+log "5. Python tests against an ASan + UBSan build of the extension"
+asan_site="$ROOT/build/asan-site"
+rm -rf "$asan_site"
+"$VENV/bin/python" -m pip install -q --no-deps --target "$asan_site" \
+  -C cmake.define.TRITONSHM_SANITIZE=address,undefined -C build-dir="$ROOT/build/asan" "$ROOT" 2>&1 \
+  | grep -v '^WARNING: Location' || true
+# ASan must be loaded first, and libstdc++ with it so that its __cxa_throw
+# interceptor finds the real one (python itself does not link libstdc++).
+echo "deselected here: test_reference_dies_of_sigbus_where_we_raise (ASan's own SIGBUS handler changes how the reference dies)"
+echo "deselected here: test_cpp_package.py (builds C++ with the system toolchain, not the Python extension), e2e (stage 4 ran it)"
+LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
+ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PYTHONPATH="$asan_site" \
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python -m "not e2e" \
+  --ignore=tests/python/test_cpp_package.py --deselect tests/python/test_faults.py::test_reference_dies_of_sigbus_where_we_raise
+
+if [ -d "$ROOT/benchmarks" ] && [ -f "$ROOT/benchmarks/__main__.py" ]; then
+  log "6. benchmark smoke run (tiny sizes; not a measurement)"
+  "$VENV/bin/python" -m benchmarks --smoke --out "$ROOT/build/bench-smoke"
+fi

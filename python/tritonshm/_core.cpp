@@ -462,7 +462,7 @@ NB_MODULE(_core, m) {
   m.def("mapped_keys", &mapped_shared_memory_regions);
   m.def("handle_count", [](const std::string& key) { return handle_count(key); });
   m.def("write", &write_buffers, nb::arg("handle"), nb::arg("offset"), nb::arg("buffers"));
-  m.def("get_contents", &get_contents, nb::arg("handle"), nb::arg("datatype"), nb::arg("shape"), nb::arg("offset"));
+  m.def("get_contents", &get_contents, nb::arg("handle"), nb::arg("datatype").none(), nb::arg("shape").none(), nb::arg("offset"));
   m.def("normalize_key", [](const std::string& key) { return normalize_key(key); });
   m.def("serialize_bytes", &serialize_bytes_tensor);
   m.def("deserialize_bytes", &deserialize_bytes_tensor);

@@ -1,0 +1,174 @@
+"""Faults that kill processes with the reference: a full /dev/shm, a region
+shrunk underneath us, a writer killed mid-write, another user's process."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import tritonshm as shm
+from conftest import shm_path
+
+PY = sys.executable
+
+
+def can_unshare():
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+needs_mount_namespace = pytest.mark.skipif(
+    not can_unshare(), reason="needs `unshare -m` (root): a private mount namespace with a 1 MiB /dev/shm"
+)
+
+
+def in_small_dev_shm(code, size="1M"):
+    """Runs Python `code` in a private mount namespace whose /dev/shm is a `size` tmpfs."""
+    script = f"mount -t tmpfs -o size={size} tmpfs /dev/shm && exec {PY} -c \"$0\""
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@needs_mount_namespace
+def test_full_dev_shm_raises_at_create_instead_of_sigbus():
+    ours = in_small_dev_shm(
+        """
+        import os, tritonshm as shm
+        try:
+            shm.create_shared_memory_region("big", "/too_big", 4 << 20)
+        except shm.SharedMemoryException as e:
+            print("RAISED:", e)
+            print("LEFT:", os.listdir("/dev/shm"))
+        """
+    )
+    assert ours.returncode == 0, ours.stderr
+    message = ours.stdout
+    assert "RAISED: unable to reserve 4194304 bytes for shared memory region '/too_big'" in message
+    assert "bytes free of 1048576" in message and "--shm-size" in message and "No space left on device" in message
+    assert "LEFT: []" in message, "a failed create leaves nothing behind"
+
+
+@needs_mount_namespace
+def test_reference_dies_of_sigbus_where_we_raise():
+    reference = in_small_dev_shm(
+        """
+        import numpy as np, tritonclient.utils.shared_memory as ref
+        h = ref.create_shared_memory_region("big", "/too_big", 4 << 20)   # succeeds: tmpfs is sparse
+        ref.set_shared_memory_region(h, [np.ones(4 << 20, np.uint8)])      # first touch past 1 MiB
+        print("survived")
+        """
+    )
+    assert reference.returncode == -signal.SIGBUS, (reference.returncode, reference.stdout, reference.stderr)
+    assert "survived" not in reference.stdout
+
+
+@needs_mount_namespace
+def test_regions_that_fit_still_work_in_small_dev_shm():
+    result = in_small_dev_shm(
+        """
+        import numpy as np, tritonshm as shm
+        h = shm.create_shared_memory_region("ok", "/fits", 512 << 10)
+        shm.set_shared_memory_region(h, [np.ones(512 << 10, np.uint8)])
+        assert shm.get_contents_as_numpy(h, np.uint8, [512 << 10]).sum() == 512 << 10
+        try:
+            shm.create_shared_memory_region("second", "/second", 768 << 10)   # only ~512 KiB left
+        except shm.SharedMemoryException as e:
+            print("RAISED", "free of" in str(e))
+        shm.destroy_shared_memory_region(h)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RAISED True" in result.stdout
+
+
+def test_region_shrunk_by_another_process_raises_clearly(make_key):
+    key = make_key("shrunk")
+    handle = shm.create_shared_memory_region("n", key, 1 << 20)
+    try:
+        subprocess.run([PY, "-c", f"import os; os.truncate('/dev/shm/{key[1:]}', 4096)"], check=True)
+        with pytest.raises(shm.SharedMemoryException, match=r"shrunk to 4096 bytes by another process"):
+            shm.set_shared_memory_region(handle, [np.ones(1 << 16, np.uint8)])
+        with pytest.raises(shm.SharedMemoryException, match=r"shrunk to 4096 bytes"):
+            shm.get_contents_as_numpy(handle, np.float32, [1 << 14])
+        with pytest.raises(shm.SharedMemoryException, match=r"shrunk"):
+            shm.get_contents_as_numpy(handle, np.object_, [2], offset=8192)
+        shm.set_shared_memory_region(handle, [np.arange(4, dtype=np.int32)])  # the part still backed works
+        assert shm.get_contents_as_numpy(handle, np.int32, [4]).tolist() == [0, 1, 2, 3]
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
+WRITER = """
+import sys, numpy as np, tritonshm as shm
+h = shm.create_shared_memory_region("w", sys.argv[1], 64 << 20)
+data = np.full(64 << 20, 7, np.uint8)
+print("WRITING", flush=True)
+while True:
+    shm.set_shared_memory_region(h, [data])
+"""
+
+
+def test_writer_killed_mid_write_leaves_readers_and_cleanup_working(make_key):
+    key = make_key("killed")
+    writer = subprocess.Popen([PY, "-c", WRITER, key], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "WRITING"
+        time.sleep(0.2)
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    reader = shm.attach_shared_memory_region("r", key)  # the orphan is still readable
+    values = shm.get_contents_as_numpy(reader, np.uint8, [64 << 20])
+    assert set(np.unique(values[::4096]).tolist()) <= {0, 7}, "only bytes the writer wrote, or zeros"
+    del values
+    from tritonshm.inventory import collect_garbage, region_info
+
+    assert region_info(key).mapped_by == [os.getpid()]
+    report = collect_garbage(prefix=key, trust_uninspected=True)
+    assert [i.key for i in report.kept] == [key], "we still map it: kept"
+    shm.destroy_shared_memory_region(reader)
+    report = collect_garbage(prefix=key, trust_uninspected=True)
+    assert [i.key for i in report.removed] == [key]
+    assert not shm_path(key).exists()
+
+
+def test_other_user_cannot_open_default_region(make_key):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a process as the user nobody (setpriv)")
+    private, shared = make_key("private"), make_key("shared")
+    a = shm.create_shared_memory_region("p", private, 64)
+    b = shm.create_shared_memory_region("s", shared, 64, mode=0o666)
+    try:
+        shm.set_shared_memory_region(b, [np.arange(4, dtype=np.int32)])
+        code = textwrap.dedent(
+            """
+            import sys, numpy as np, tritonshm as shm
+            try:
+                shm.attach_shared_memory_region("x", sys.argv[1])
+                print("OPENED PRIVATE")
+            except shm.SharedMemoryException as e:
+                print("DENIED", e.errno, e)
+            h = shm.attach_shared_memory_region("y", sys.argv[2])
+            print("SHARED", shm.get_contents_as_numpy(h, np.int32, [4]).tolist())
+            shm.destroy_shared_memory_region(h)
+            """
+        )
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c", code, private, shared],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"DENIED 13 unable to open shared memory region '{private}': Permission denied" in result.stdout
+        assert "SHARED [0, 1, 2, 3]" in result.stdout
+    finally:
+        shm.destroy_shared_memory_region(a)
+        shm.destroy_shared_memory_region(b)

@@ -1,0 +1,180 @@
+"""Property-based tests over the whole Python API: every call either does the
+right thing or raises SharedMemoryException, and a failed call changes no byte."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tritonshm as shm
+from conftest import new_key, shm_path
+
+SIZE = 4096
+DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.float16, np.float32, np.float64,
+          np.int64, np.uint64, np.complex128]
+OFFSETS = st.one_of(
+    st.integers(-16, SIZE + 16),
+    st.sampled_from([-(2**63), 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70]),
+)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def shared_region():
+    handle = shm.create_shared_memory_region("prop", new_key("prop"), SIZE, create_only=True)
+    yield handle
+    shm.destroy_shared_memory_region(handle)
+
+
+def snapshot(handle):
+    return shm.get_contents_as_numpy(handle, np.uint8, [SIZE]).copy()
+
+
+def arrays():
+    base = st.sampled_from(DTYPES).flatmap(
+        lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=12))
+    )
+
+    def variant(args):
+        array, kind = args
+        if kind == "strided" and array.ndim >= 1:
+            return array[::2]
+        if kind == "transposed":
+            return array.T
+        if kind == "readonly":
+            array = array.copy()
+            array.flags.writeable = False
+        return array
+
+    return st.tuples(base, st.sampled_from(["plain", "strided", "transposed", "readonly"])).map(variant)
+
+
+@SETTINGS
+@given(values=st.lists(arrays(), max_size=4), offset=OFFSETS, fill=st.integers(0, 255))
+def test_set_writes_exactly_the_arrays_or_nothing(shared_region, values, offset, fill):
+    shm.set_shared_memory_region(shared_region, [np.full(SIZE, fill, np.uint8)])
+    before = snapshot(shared_region)
+    payload = b"".join(np.ascontiguousarray(v).tobytes() for v in values)
+    fits = 0 <= offset and offset + len(payload) <= SIZE
+    try:
+        shm.set_shared_memory_region(shared_region, values, offset=offset)
+    except shm.SharedMemoryException as exc:
+        assert not fits, f"a write that fits raised: {exc}"
+        assert np.array_equal(snapshot(shared_region), before), "a failed set changed bytes"
+        return
+    assert fits, "a write that does not fit succeeded"
+    after = snapshot(shared_region)
+    assert after[offset : offset + len(payload)].tobytes() == payload
+    assert np.array_equal(after[:offset], before[:offset])
+    assert np.array_equal(after[offset + len(payload) :], before[offset + len(payload) :])
+
+
+SHAPES = st.one_of(
+    st.lists(st.integers(0, 40), max_size=4),
+    st.lists(st.integers(-3, 2**62), max_size=3),
+    st.sampled_from(["x", None, 3.5, [1.5], [[2]], (2, 2), 7]),
+)
+
+
+@SETTINGS
+@given(dtype=st.sampled_from(DTYPES + ["S3", np.object_, "U2", "not-a-type", None]), shape=SHAPES, offset=OFFSETS)
+def test_get_returns_the_right_bytes_or_raises(shared_region, dtype, shape, offset):
+    rng = np.random.default_rng(0)
+    shm.set_shared_memory_region(shared_region, [rng.integers(0, 255, SIZE, dtype=np.uint8)])
+    before = snapshot(shared_region)
+    try:
+        out = shm.get_contents_as_numpy(shared_region, dtype, shape, offset=offset)
+    except shm.SharedMemoryException:
+        assert np.array_equal(snapshot(shared_region), before)
+        return
+    assert isinstance(out, np.ndarray)
+    if out.dtype != np.object_:
+        expected_shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        assert out.shape == expected_shape
+        assert 0 <= offset and offset + out.nbytes <= SIZE
+        assert out.tobytes() == before[offset : offset + out.nbytes].tobytes()
+
+
+@SETTINGS
+@given(elements=st.lists(st.binary(max_size=40), max_size=30), offset=st.integers(0, 200), extra=st.integers(-3, 3))
+def test_bytes_tensors_round_trip_and_wrong_counts_fail_cleanly(shared_region, elements, offset, extra):
+    tensor = np.array(elements + [b""], dtype=np.object_)[: len(elements)]
+    serialized = shm.serialize_byte_tensor(tensor)
+    shm.set_shared_memory_region(shared_region, [np.zeros(SIZE, np.uint8)])
+    try:
+        shm.set_shared_memory_region(shared_region, [serialized], offset=offset)
+    except shm.SharedMemoryException:
+        assert offset + sum(4 + len(e) for e in elements) > SIZE
+        return
+    if elements:
+        assert shm.get_contents_as_numpy(shared_region, np.object_, [len(elements)], offset=offset).tolist() == elements
+    count = max(0, len(elements) + extra)
+    try:
+        out = shm.get_contents_as_numpy(shared_region, np.object_, [count], offset=offset)
+    except shm.SharedMemoryException:
+        return
+    assert out.shape == (count,)
+    assert out.tolist()[: min(count, len(elements))] == elements[: min(count, len(elements))]
+
+
+@SETTINGS
+@given(data=st.binary(max_size=200))
+def test_decoders_never_crash_on_arbitrary_bytes(data):
+    for decode in (shm.deserialize_bytes_tensor, shm.deserialize_bf16_tensor):
+        try:
+            out = decode(data)
+        except shm.SharedMemoryException:
+            continue
+        assert isinstance(out, np.ndarray)
+
+
+KEY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(suffix=KEY_TEXT, slash=st.booleans())
+def test_any_key_either_works_or_raises_shared_memory_exception(suffix, slash):
+    key = ("/" if slash else "") + f"tshm_test_{os.getpid()}_prop_" + suffix
+    try:
+        handle = shm.create_shared_memory_region("k", key, 16, create_only=True)
+    except shm.SharedMemoryException as exc:
+        assert "invalid shared memory key" in str(exc) or "File name too long" in str(exc) or exc.errno != 0
+        return
+    try:
+        assert shm_path("/" + key.lstrip("/")).exists()
+    finally:
+        shm.destroy_shared_memory_region(handle)
+    assert not shm_path("/" + key.lstrip("/")).exists()
+
+
+WRONG = st.sampled_from([None, "text", b"bytes", 1.5, object(), [1, 2], {"a": 1}, np.float32(1)])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=WRONG, which=st.sampled_from(["handle", "values", "offset", "datatype", "shape", "name", "key", "size"]))
+def test_wrong_argument_types_raise_shared_memory_exception(shared_region, bad, which):
+    good_values = [np.zeros(2, np.int8)]
+    calls = {
+        "handle": lambda: shm.set_shared_memory_region(bad, good_values),
+        "values": lambda: shm.set_shared_memory_region(shared_region, bad),
+        "offset": lambda: shm.set_shared_memory_region(shared_region, good_values, offset=bad),
+        "datatype": lambda: shm.get_contents_as_numpy(shared_region, bad, [2]),
+        "shape": lambda: shm.get_contents_as_numpy(shared_region, np.int8, bad),
+        "name": lambda: shm.create_shared_memory_region(bad, new_key(), 8),
+        "key": lambda: shm.create_shared_memory_region("n", bad, 8),
+        "size": lambda: shm.create_shared_memory_region("n", new_key(), bad),
+    }
+    try:
+        result = calls[which]()
+    except shm.SharedMemoryException:
+        return
+    if isinstance(result, shm.SharedMemoryRegion):
+        shm.destroy_shared_memory_region(result)
+    # Some of these are valid for some arguments: any str is a name or a key,
+    # [1, 2] a shape, None or np.float32(1)'s type a dtype.
+    assert which in ("datatype", "shape") or (which in ("name", "key") and isinstance(bad, str)), (
+        f"{which}={bad!r} was accepted"
+    )
