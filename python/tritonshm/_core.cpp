@@ -9,6 +9,12 @@
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 
+// numpy 2 hides the descriptor's fields behind accessors; numpy 1 (which
+// nvidia-pytriton still pins) has only the fields.
+#if NPY_ABI_VERSION < 0x02000000
+#define PyDataType_ELSIZE(descr) ((descr)->elsize)
+#endif
+
 #include <cstring>
 #include <limits>
 #include <memory>

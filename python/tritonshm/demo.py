@@ -60,6 +60,49 @@ class EmbeddedServer:
                 self.process.wait(timeout=10)
 
 
+class TritonServer:
+    """A running Triton Inference Server, driven with the real tritonclient."""
+
+    def __init__(self, url: str, protocol: str = "http", model: str = "simple") -> None:
+        try:
+            if protocol == "grpc":
+                import tritonclient.grpc as client_module
+            else:
+                import tritonclient.http as client_module
+        except ImportError as exc:
+            raise RuntimeError(f"--url needs tritonclient: pip install 'tritonclient[{protocol}]' ({exc})") from exc
+        self.module, self.protocol, self.model = client_module, protocol, model
+        self.client = client_module.InferenceServerClient(url=url)
+        if not self.client.is_server_live():
+            raise RuntimeError(f"Triton at {url} is not live")
+
+    def register(self, name: str, key: str, byte_size: int) -> None:
+        self.client.register_system_shared_memory(name, key, byte_size)
+
+    def unregister(self, name: str) -> None:
+        self.client.unregister_system_shared_memory(name)
+
+    def infer(self, inputs: list, outputs: list) -> None:
+        from tritonshm import np_to_triton_dtype
+
+        infer_inputs = []
+        for spec in inputs:
+            item = self.module.InferInput(spec["name"], spec["shape"], np_to_triton_dtype(np.dtype(spec["dtype"])))
+            nbytes = int(np.prod(spec["shape"])) * np.dtype(spec["dtype"]).itemsize
+            item.set_shared_memory(spec["region"], nbytes, offset=spec["offset"])
+            infer_inputs.append(item)
+        infer_outputs = []
+        for spec in outputs:
+            item = (self.module.InferRequestedOutput(spec["name"], binary_data=True) if self.protocol == "http"
+                    else self.module.InferRequestedOutput(spec["name"]))
+            item.set_shared_memory(spec["region"], spec["byte_size"], offset=spec["offset"])
+            infer_outputs.append(item)
+        self.client.infer(self.model, infer_inputs, outputs=infer_outputs)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True) -> Dict[str, np.ndarray]:
     """One add/sub request through shared memory; returns the outputs (copies)."""
     tag = tag or str(os.getpid())
@@ -85,8 +128,8 @@ def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True) ->
                 {"name": "INPUT1", "region": in_name, "offset": byte_size, "dtype": "int32", "shape": [1, 16]},
             ],
             outputs=[
-                {"name": "OUTPUT0", "region": out_name, "offset": 0},
-                {"name": "OUTPUT1", "region": out_name, "offset": byte_size},
+                {"name": "OUTPUT0", "region": out_name, "offset": 0, "byte_size": byte_size},
+                {"name": "OUTPUT1", "region": out_name, "offset": byte_size, "byte_size": byte_size},
             ],
         )
         output0 = shm.get_contents_as_numpy(out_handle, np.int32, [1, 16])
@@ -107,13 +150,22 @@ def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True) ->
 
 
 def run(args: Any) -> int:
-    server = EmbeddedServer()
     try:
-        print("tritonshm demo: add/sub through system shared memory with an embedded server process "
-              f"(pid {server.process.pid})")
-        run_add_sub(server)
+        if args.url:
+            server: Any = TritonServer(args.url, args.protocol, args.model)
+            print(f"tritonshm demo: add/sub through system shared memory with Triton at {args.url} "
+                  f"({args.protocol}, model '{args.model}')")
+        else:
+            server = EmbeddedServer()
+            print("tritonshm demo: add/sub through system shared memory with an embedded server process "
+                  f"(pid {server.process.pid})")
     except Exception as exc:
         print(f"demo FAILED: {exc}", file=sys.stderr)
+        return 1
+    try:
+        run_add_sub(server)
+    except Exception as exc:
+        print(f"demo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         server.close()
@@ -128,4 +180,8 @@ def run(args: Any) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run Triton's add/sub shared memory flow end to end",
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="run against a Triton server at HOST:PORT instead of the embedded one")
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="protocol for --url (default http)")
+    p.add_argument("--model", default="simple",
+                   help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple")
     p.set_defaults(run=run)

@@ -1,0 +1,118 @@
+"""A real Triton Inference Server on this machine, through PyTriton, serving
+the models the tritonshm demo and end-to-end tests use:
+
+  simple        INT32 INPUT0, INPUT1 [16] -> OUTPUT0 = sum, OUTPUT1 = difference
+                (Triton's classic shared memory example model)
+  simple_fp32   the same in FP32
+  simple_fp16   the same in FP16
+  bytes_upper   BYTES INPUT0 [n] -> OUTPUT0 = upper-cased, OUTPUT1 = lengths (INT32)
+
+Run:  python examples/pytriton_server.py --http-port 8000 --grpc-port 8001
+then: tritonshm demo --url localhost:8000            (or --url localhost:8001 --protocol grpc)
+
+Needs `pip install nvidia-pytriton` (Linux, Python < 3.13). CPU only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sysconfig
+from typing import Any
+
+import numpy as np
+
+
+def use_this_interpreters_libpython() -> None:
+    """PyTriton runs each model in a stub process linked against
+    libpython3.X.so, found through the dynamic loader. If the system has
+    another libpython3.X (e.g. Debian's) than the one running us (e.g. pyenv's),
+    the stub loads that one under our standard library and fails at model
+    load (seen: "'_thread.RLock' object has no attribute '_recursion_count'").
+    Putting this interpreter's LIBDIR first makes the stub load the matching
+    library. Must run before Triton starts."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir and os.path.isdir(libdir):
+        current = os.environ.get("LD_LIBRARY_PATH", "")
+        if libdir not in current.split(":"):
+            os.environ["LD_LIBRARY_PATH"] = libdir + (":" + current if current else "")
+
+
+def _add_sub(dtype: Any):
+    from pytriton.decorators import batch
+
+    @batch
+    def infer(INPUT0, INPUT1):
+        return {"OUTPUT0": (INPUT0 + INPUT1).astype(dtype), "OUTPUT1": (INPUT0 - INPUT1).astype(dtype)}
+
+    return infer
+
+
+def _bytes_upper():
+    from pytriton.decorators import batch
+
+    @batch
+    def infer(INPUT0):
+        upper = np.vectorize(lambda b: bytes(b).upper(), otypes=[object])(INPUT0)
+        lengths = np.vectorize(lambda b: len(bytes(b)), otypes=[np.int32])(INPUT0)
+        return {"OUTPUT0": upper.astype(np.bytes_), "OUTPUT1": lengths}
+
+    return infer
+
+
+def bind_models(triton: Any) -> None:
+    from pytriton.model_config import ModelConfig, Tensor
+
+    for name, dtype in (("simple", np.int32), ("simple_fp32", np.float32), ("simple_fp16", np.float16)):
+        triton.bind(
+            model_name=name,
+            infer_func=_add_sub(dtype),
+            inputs=[Tensor(name="INPUT0", dtype=dtype, shape=(16,)), Tensor(name="INPUT1", dtype=dtype, shape=(16,))],
+            outputs=[Tensor(name="OUTPUT0", dtype=dtype, shape=(16,)), Tensor(name="OUTPUT1", dtype=dtype, shape=(16,))],
+            config=ModelConfig(max_batch_size=8),
+            strict=True,
+        )
+    triton.bind(
+        model_name="bytes_upper",
+        infer_func=_bytes_upper(),
+        inputs=[Tensor(name="INPUT0", dtype=np.bytes_, shape=(-1,))],
+        outputs=[Tensor(name="OUTPUT0", dtype=np.bytes_, shape=(-1,)), Tensor(name="OUTPUT1", dtype=np.int32, shape=(-1,))],
+        config=ModelConfig(max_batch_size=8),
+    )
+
+
+def _make_triton(http_port: int, grpc_port: int) -> Any:
+    use_this_interpreters_libpython()
+    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
+
+    config = TritonConfig(http_port=http_port, grpc_port=grpc_port, allow_metrics=False, http_address="127.0.0.1",
+                          grpc_address="127.0.0.1")
+    # PyTriton puts Triton's shared-memory API behind an access token by
+    # default; a plain tritonclient (and so `tritonshm demo --url`) sends none.
+    # The server listens on loopback only, and the other admin APIs stay guarded.
+    security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "shared-memory"])
+    return Triton(config=config, security_config=security)
+
+
+def start(http_port: int, grpc_port: int) -> Any:
+    """Starts Triton with the models bound and returns it (call .stop())."""
+    triton = _make_triton(http_port, grpc_port)
+    bind_models(triton)
+    triton.run()
+    return triton
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    args = parser.parse_args()
+    with _make_triton(args.http_port, args.grpc_port) as triton:
+        bind_models(triton)
+        print(f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
+              flush=True)
+        triton.serve()
+
+
+if __name__ == "__main__":
+    main()
