@@ -30,13 +30,13 @@ std::shared_ptr<Region> Region::open(std::string_view key) {
   return std::shared_ptr<Region>(new Region(SharedMemoryObject(open_only, std::string(key)), false));
 }
 
-Region::Region(SharedMemoryObject object, bool created)
-    : object_(std::move(object)), identity_(object_.identity()), created_(created) {
-  const uint64_t size = object_.size();
-  mapping_ = std::make_shared<const Mapping>(object_.fd(), size, ("'" + object_.key() + "'").c_str());
+Region::Region(SharedMemoryObject object, bool created) : object_(std::move(object)), created_(created) {
+  const ObjectStatus status = object_.status();
+  identity_ = status.identity;
+  mapping_ = std::make_shared<const Mapping>(object_.fd(), status.size, ("'" + object_.key() + "'").c_str());
 }
 
-void Region::check_range(uint64_t offset, uint64_t length, const char* what) const {
+void Region::check_bounds(uint64_t offset, uint64_t length, const char* what) const {
   const uint64_t mapped = size();
   if (offset > mapped || length > mapped - offset) {
     // Written so that no sum can overflow: offsets near 2^64 are reported as given.
@@ -44,16 +44,18 @@ void Region::check_range(uint64_t offset, uint64_t length, const char* what) con
                             " bytes at offset " + std::to_string(offset) + " do not fit in its " +
                             std::to_string(mapped) + " bytes");
   }
-  if (length == 0) return;
-  // Another process may have shrunk the object below our mapping; touching a
-  // page past its end would raise SIGBUS, so ask the kernel first.
-  const uint64_t now = object_.size();
-  if (offset + length > now) {
-    throw SharedMemoryError(std::string(what) + " shared memory region '" + key() + "': the object was shrunk to " +
-                            std::to_string(now) + " bytes by another process, below the " + std::to_string(mapped) +
-                            " bytes mapped here (access of " + std::to_string(length) + " bytes at offset " +
-                            std::to_string(offset) + ")");
-  }
+}
+
+void Region::throw_shrunk(uint64_t offset, uint64_t length, const char* what) const {
+  throw SharedMemoryError(std::string(what) + " shared memory region '" + key() + "': the object was shrunk to " +
+                          std::to_string(object_.size()) + " bytes by another process, below the " +
+                          std::to_string(size()) + " bytes mapped here (access of " + std::to_string(length) +
+                          " bytes at offset " + std::to_string(offset) + ")");
+}
+
+void Region::check_range(uint64_t offset, uint64_t length, const char* what) const {
+  check_bounds(offset, length, what);
+  if (length != 0 && offset + length > object_.size()) throw_shrunk(offset, length, what);
 }
 
 std::span<std::byte> Region::bytes(uint64_t offset, uint64_t length) const {
@@ -69,10 +71,10 @@ void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> 
     }
     total += part.size();
   }
-  check_range(offset, total, "unable to set");
+  check_bounds(offset, total, "unable to set");
   std::byte* dst = data() + offset;
   for (const auto& part : parts) {
-    copy_bytes(dst, part.data(), part.size());
+    if (!copy_guarded(dst, part.data(), part.size())) throw_shrunk(offset, total, "unable to set");
     dst += part.size();
   }
 }
@@ -83,8 +85,10 @@ void Region::write(uint64_t offset, const void* data, uint64_t length) const {
 }
 
 void Region::read(uint64_t offset, void* out, uint64_t length) const {
-  check_range(offset, length, "unable to read");
-  copy_bytes(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length));
+  check_bounds(offset, length, "unable to read");
+  if (!copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length))) {
+    throw_shrunk(offset, length, "unable to read");
+  }
 }
 
 bool Region::unlink() const {

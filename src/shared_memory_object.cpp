@@ -42,10 +42,32 @@ int shm_open_fd(const std::string& name, int flags, mode_t mode) {
 SharedMemoryObject::SharedMemoryObject(create_only_t, const std::string& key, uint64_t size, mode_t mode,
                                        bool reserve_pages)
     : key_(normalize_key(key)) {
+  const std::string path = key_path(key_);
+  // Preferred: an unnamed file in /dev/shm (O_TMPFILE), sized and reserved,
+  // then given its name by linkat: atomic, and a crash on the way leaves no
+  // name behind. linkat through /proc/self/fd needs no capability.
+  fd_ = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd_ >= 0) {
+    try {
+      prepare(size, mode, reserve_pages);
+      const std::string self = "/proc/self/fd/" + std::to_string(fd_);
+      if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0) return;
+      if (errno != ENOENT) throw_os_error("unable to create shared memory region " + quoted(key_), errno);
+    } catch (...) {
+      ::close(fd_);
+      fd_ = -1;
+      throw;
+    }
+    ::close(fd_);  // no /proc: fall back below
+    fd_ = -1;
+  } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT) {
+    throw_os_error("unable to create shared memory region " + quoted(key_), errno);
+  }
+  // Fallback: a temporary name, sized, then link()ed to the key (which fails
+  // with EEXIST if the key exists) and the temporary name removed.
   static std::atomic<uint64_t> counter{0};
   std::string temporary;
-  // A crashed process with our pid may have left its temporary name: take the next.
-  for (int attempt = 0; fd_ < 0; ++attempt) {
+  for (int attempt = 0; fd_ < 0; ++attempt) {  // a crashed process with our pid may have left its name
     temporary = std::string("/") + kTemporaryPrefix + std::to_string(::getpid()) + "-" +
                 std::to_string(counter.fetch_add(1));
     fd_ = shm_open_fd(temporary, O_RDWR | O_CREAT | O_EXCL, mode);
@@ -54,13 +76,8 @@ SharedMemoryObject::SharedMemoryObject(create_only_t, const std::string& key, ui
     }
   }
   try {
-    // shm_open applies the umask; set the mode the caller asked for exactly.
-    if (::fchmod(fd_, mode) != 0) throw_os_error("unable to set mode of shared memory region " + quoted(key_), errno);
-    truncate(size);
-    if (reserve_pages) reserve(size);
-    // link() publishes the fully sized object under its key, or fails with
-    // EEXIST if the key exists: atomic, unlike O_EXCL followed by ftruncate.
-    if (::link(key_path(temporary).c_str(), key_path(key_).c_str()) != 0) {
+    prepare(size, mode, reserve_pages);
+    if (::link(key_path(temporary).c_str(), path.c_str()) != 0) {
       throw_os_error("unable to create shared memory region " + quoted(key_), errno);
     }
   } catch (...) {
@@ -70,6 +87,13 @@ SharedMemoryObject::SharedMemoryObject(create_only_t, const std::string& key, ui
     throw;
   }
   ::shm_unlink(temporary.c_str());
+}
+
+void SharedMemoryObject::prepare(uint64_t size, mode_t mode, bool reserve_pages) {
+  // open() applies the umask; set the mode the caller asked for exactly.
+  if (::fchmod(fd_, mode) != 0) throw_os_error("unable to set mode of shared memory region " + quoted(key_), errno);
+  truncate(size);
+  if (reserve_pages) reserve(size);
 }
 
 SharedMemoryObject::SharedMemoryObject(open_only_t, const std::string& key) : key_(normalize_key(key)) {
@@ -93,17 +117,15 @@ SharedMemoryObject::~SharedMemoryObject() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-uint64_t SharedMemoryObject::size() const {
+ObjectStatus SharedMemoryObject::status() const {
   struct stat st{};
   if (::fstat(fd_, &st) != 0) throw_os_error("unable to stat shared memory region " + quoted(key_), errno);
-  return static_cast<uint64_t>(st.st_size);
+  return {static_cast<uint64_t>(st.st_size), {st.st_dev, st.st_ino}};
 }
 
-ObjectIdentity SharedMemoryObject::identity() const {
-  struct stat st{};
-  if (::fstat(fd_, &st) != 0) throw_os_error("unable to stat shared memory region " + quoted(key_), errno);
-  return {st.st_dev, st.st_ino};
-}
+uint64_t SharedMemoryObject::size() const { return status().size; }
+
+ObjectIdentity SharedMemoryObject::identity() const { return status().identity; }
 
 void SharedMemoryObject::truncate(uint64_t size) {
   if (size > static_cast<uint64_t>(INT64_MAX)) {

@@ -55,9 +55,12 @@ class Region {
   // other code) keep the memory mapped after the region is released.
   const std::shared_ptr<const Mapping>& mapping() const noexcept { return mapping_; }
 
-  // Throws unless [offset, offset + length) lies inside the region and inside
-  // the object as the kernel has it now. `what` starts the message
-  // ("unable to set", "unable to read").
+  // Throws unless [offset, offset + length) lies inside the region. `what`
+  // starts the message ("unable to set", "unable to read"). No system call.
+  void check_bounds(uint64_t offset, uint64_t length, const char* what) const;
+  // check_bounds, and also that the range lies inside the object as the
+  // kernel has it now (one fstat): another process may have shrunk it, and a
+  // page past its end would raise SIGBUS when touched.
   void check_range(uint64_t offset, uint64_t length, const char* what) const;
 
   // Bytes [offset, offset + length), checked as above.
@@ -81,7 +84,8 @@ class Region {
 
   // Copies the parts one after another starting at `offset`. Every bound is
   // checked before the first byte is written: a write that does not fit
-  // changes nothing.
+  // changes nothing. If another process shrinks the object during the copy,
+  // the copy stops and this throws (instead of SIGBUS killing the process).
   void write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const;
   void write(uint64_t offset, const void* data, uint64_t length) const;
   // Copies `length` bytes at `offset` out of the region.
@@ -94,6 +98,7 @@ class Region {
 
  private:
   Region(SharedMemoryObject object, bool created);
+  [[noreturn]] void throw_shrunk(uint64_t offset, uint64_t length, const char* what) const;
   SharedMemoryObject object_;
   std::shared_ptr<const Mapping> mapping_;
   ObjectIdentity identity_;

@@ -29,6 +29,11 @@ struct ObjectIdentity {
   bool operator==(const ObjectIdentity&) const = default;
 };
 
+struct ObjectStatus {
+  uint64_t size = 0;
+  ObjectIdentity identity;
+};
+
 class SharedMemoryObject {
  public:
   // Creates the object `key` (with or without its leading '/') of `size`
@@ -38,7 +43,8 @@ class SharedMemoryObject {
   // on first write; the message says what was asked, what is free and how to
   // raise it.
   //
-  // The object is sized under a private temporary name and then linked to
+  // The object is sized before it has its name (an O_TMPFILE file, or a
+  // private temporary name where that is unsupported) and then linked to
   // `key` in one step, so no other process or thread can ever open it at
   // size 0 (the race that shm_open + ftruncate has). Fails with EEXIST if
   // `key` exists.
@@ -55,8 +61,9 @@ class SharedMemoryObject {
   // The normalized key ("/name").
   const std::string& key() const noexcept { return key_; }
 
-  // The object's current size, read from the kernel (another process may have
-  // changed it since we opened it).
+  // The object's current size and identity, read from the kernel (another
+  // process may have changed the size since we opened it). One fstat.
+  ObjectStatus status() const;
   uint64_t size() const;
   ObjectIdentity identity() const;
 
@@ -64,11 +71,12 @@ class SharedMemoryObject {
   // and descriptors that are open elsewhere stay valid.
   static bool remove(const std::string& key);
 
-  // The prefix of the temporary names used while creating; `tritonshm gc`
-  // removes ones that a crash left behind.
+  // The prefix of the temporary names used while creating where O_TMPFILE is
+  // unsupported; `tritonshm gc` removes ones that a crash left behind.
   static constexpr const char* kTemporaryPrefix = ".tritonshm-creating-";
 
  private:
+  void prepare(uint64_t size, mode_t mode, bool reserve_pages);
   void truncate(uint64_t size);
   void reserve(uint64_t size);
   int fd_ = -1;

@@ -70,6 +70,50 @@ class Buffer {
   std::span<const std::byte> bytes_;
 };
 
+// The C++ handle inside a tritonshm.SharedMemoryRegion, with the messages
+// the Python API promises for anything else.
+Handle& handle_of(nb::handle region) {
+  static PyObject* attr = PyUnicode_InternFromString("_handle");
+  PyObject* h = PyObject_GetAttr(region.ptr(), attr);
+  if (h == nullptr) {
+    PyErr_Clear();
+    fail(std::string("expected a SharedMemoryRegion from create_shared_memory_region, got ") +
+         Py_TYPE(region.ptr())->tp_name);
+  }
+  nb::object handle = nb::steal(h);
+  if (h == Py_None) {
+    auto text = [&](const char* name) {
+      nb::object v = nb::steal(PyObject_GetAttrString(region.ptr(), name));
+      if (!v.is_valid()) PyErr_Clear();
+      return v.is_valid() ? nb::cast<std::string>(nb::str(v)) : std::string("?");
+    };
+    fail("shared memory handle '" + text("_triton_shm_name") + "' (key '" + text("_shm_key") +
+         "') is not mapped: make handles with create_shared_memory_region");
+  }
+  Handle* ptr = nullptr;
+  if (!nb::try_cast<Handle*>(handle, ptr) || ptr == nullptr) fail("SharedMemoryRegion._handle is not a tritonshm handle");
+  return *ptr;  // kept alive by the region object the caller holds
+}
+
+// An offset as the API takes it: any integer (numpy's too), 0 <= offset < 2**64.
+uint64_t parse_offset(nb::handle obj, const std::string& key) {
+  PyObject* index = PyLong_CheckExact(obj.ptr()) ? Py_NewRef(obj.ptr()) : PyNumber_Index(obj.ptr());
+  if (index == nullptr) {
+    PyErr_Clear();
+    fail("offset for shared memory region '" + key + "' must be an integer, got " + Py_TYPE(obj.ptr())->tp_name);
+  }
+  const unsigned long long value = PyLong_AsUnsignedLongLong(index);
+  const bool bad = value == static_cast<unsigned long long>(-1) && PyErr_Occurred();
+  if (bad) {
+    PyErr_Clear();
+    const std::string text = nb::cast<std::string>(nb::str(nb::handle(index)));
+    Py_DECREF(index);
+    fail("offset " + text + " for shared memory region '" + key + "' is out of range [0, 2**64)");
+  }
+  Py_DECREF(index);
+  return value;
+}
+
 // The mapping stays alive as long as any array made from it: the capsule is
 // the arrays' base object.
 PyObject* mapping_owner(const std::shared_ptr<const Mapping>& mapping) {
@@ -166,8 +210,9 @@ nb::object read_bytes_tensor(const Region& region, const Shape& shape, uint64_t 
 
 // get_contents_as_numpy: a zero-copy view for fixed-size types, a decoded
 // object array for BYTES (np.object_ / np.bytes_).
-nb::object get_contents(const Handle& handle, nb::handle datatype, nb::handle shape_obj, uint64_t offset) {
-  std::shared_ptr<Region> region = handle.region();
+nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle shape_obj, nb::handle offset_obj) {
+  std::shared_ptr<Region> region = handle_of(shm_handle).region();
+  const uint64_t offset = parse_offset(offset_obj, region->key());
   PyArray_Descr* descr = parse_dtype(datatype, region->key());
   nb::object descr_ref = nb::steal(reinterpret_cast<PyObject*>(descr));
   const Shape shape = parse_shape(shape_obj, region->key());
@@ -209,19 +254,82 @@ nb::object get_contents(const Handle& handle, nb::handle datatype, nb::handle sh
   return nb::steal(arr);
 }
 
-// set_shared_memory_region after the Python layer has turned every input into
-// a C-contiguous buffer: all bounds are checked before the first byte moves.
-void write_buffers(const Handle& handle, uint64_t offset, nb::list buffers) {
-  std::shared_ptr<Region> region = handle.region();
+// Above this many bytes a copy releases the GIL; below, releasing and taking
+// it back costs more than the copy.
+constexpr std::size_t kReleaseGilAbove = 256 << 10;
+
+// An np.object_ array in set_shared_memory_region is an already serialized
+// BYTES tensor (serialize_byte_tensor's output): one element holding bytes.
+// Returns nullptr for an empty one (nothing to write).
+PyObject* serialized_bytes_of(PyArrayObject* arr, const std::string& key) {
+  const npy_intp n = PyArray_SIZE(arr);
+  if (n == 0) return nullptr;
+  if (n != 1) {
+    fail("unable to set shared memory region '" + key + "': an np.object_ array must hold one serialized BYTES "
+         "buffer (the output of serialize_byte_tensor), got " + std::to_string(n) + " elements");
+  }
+  PyObject* item = *static_cast<PyObject**>(PyArray_DATA(arr));
+  if (item == nullptr || !(PyBytes_Check(item) || PyByteArray_Check(item) || PyMemoryView_Check(item))) {
+    fail("unable to set shared memory region '" + key + "': the np.object_ array holds " +
+         (item ? Py_TYPE(item)->tp_name : "nothing") + ", expected serialized bytes (use serialize_byte_tensor)");
+  }
+  return item;
+}
+
+// set_shared_memory_region: every argument is checked and every bound is
+// checked before the first byte moves.
+void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj) {
+  std::shared_ptr<Region> region = handle_of(shm_handle).region();
+  if (!PyList_Check(values.ptr()) && !PyTuple_Check(values.ptr())) {
+    fail("input_values must be specified as a list/tuple of numpy arrays");
+  }
+  const uint64_t offset = parse_offset(offset_obj, region->key());
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(values.ptr());
+  PyObject** items = PySequence_Fast_ITEMS(values.ptr());
+  const std::string& key = region->key();
   std::vector<Buffer> held;
-  held.reserve(buffers.size());
-  const std::string what = "unable to set shared memory region '" + region->key() + "'";
-  for (nb::handle b : buffers) held.emplace_back(b.ptr(), what.c_str());
+  held.reserve(static_cast<std::size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = items[i];
+    if (!PyArray_Check(item)) {
+      fail(std::string("each element of input_values must be a numpy array, got ") + Py_TYPE(item)->tp_name);
+    }
+    auto* arr = reinterpret_cast<PyArrayObject*>(item);
+    if (PyDataType_REFCHK(PyArray_DESCR(arr))) {
+      if (PyArray_TYPE(arr) != NPY_OBJECT) {
+        fail("unable to set shared memory region '" + key + "': dtype " +
+             nb::cast<std::string>(nb::str(nb::handle(reinterpret_cast<PyObject*>(PyArray_DESCR(arr))))) +
+             " holds Python objects");
+      }
+      if (PyObject* bytes = serialized_bytes_of(arr, key)) held.emplace_back(bytes, "unable to set shared memory region");
+    } else if (PyArray_IS_C_CONTIGUOUS(arr)) {
+      held.emplace_back(item, "unable to set shared memory region");
+    } else {
+      // Copied in C order first, as the reference does.
+      nb::object copy = nb::steal(PyArray_NewCopy(arr, NPY_CORDER));
+      if (!copy.is_valid()) throw nb::python_error();
+      held.emplace_back(copy.ptr(), "unable to set shared memory region");
+    }
+  }
   std::vector<std::span<const std::byte>> parts;
   parts.reserve(held.size());
-  for (const Buffer& b : held) parts.push_back(b.bytes());
+  std::size_t total = 0;
+  for (const Buffer& b : held) {
+    parts.push_back(b.bytes());
+    total += b.bytes().size();
+  }
+  if (total > kReleaseGilAbove) {
+    nb::gil_scoped_release release;
+    region->write(offset, parts);
+  } else {
+    region->write(offset, parts);
+  }
+}
+
+void destroy_region(nb::handle shm_handle) {
+  Handle& handle = handle_of(shm_handle);
   nb::gil_scoped_release release;
-  region->write(offset, parts);
+  handle.destroy();
 }
 
 // The bytes of one element of a BYTES tensor, as tritonclient takes it: a
@@ -241,8 +349,6 @@ std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
   keep.push_back(std::move(s));
   return {utf8, static_cast<std::size_t>(n)};
 }
-
-constexpr std::size_t kReleaseGilAbove = 1 << 20;
 
 nb::bytes serialize_bytes_tensor(nb::handle array) {
   auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
@@ -467,8 +573,11 @@ NB_MODULE(_core, m) {
   });
   m.def("mapped_keys", &mapped_shared_memory_regions);
   m.def("handle_count", [](const std::string& key) { return handle_count(key); });
-  m.def("write", &write_buffers, nb::arg("handle"), nb::arg("offset"), nb::arg("buffers"));
-  m.def("get_contents", &get_contents, nb::arg("handle"), nb::arg("datatype").none(), nb::arg("shape").none(), nb::arg("offset"));
+  m.def("set_region", &set_region, nb::arg("shm_handle").none(), nb::arg("input_values").none(),
+        nb::arg("offset").none());
+  m.def("destroy_region", &destroy_region, nb::arg("shm_handle").none());
+  m.def("get_contents", &get_contents, nb::arg("shm_handle").none(), nb::arg("datatype").none(),
+        nb::arg("shape").none(), nb::arg("offset").none());
   m.def("normalize_key", [](const std::string& key) { return normalize_key(key); });
   m.def("serialize_bytes", &serialize_bytes_tensor);
   m.def("deserialize_bytes", &deserialize_bytes_tensor);

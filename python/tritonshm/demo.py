@@ -103,8 +103,10 @@ class TritonServer:
         self.client.close()
 
 
-def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True) -> Dict[str, np.ndarray]:
-    """One add/sub request through shared memory; returns the outputs (copies)."""
+def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True, shm: Any = shm) -> Dict[str, np.ndarray]:
+    """One add/sub request through shared memory; returns the outputs (copies).
+    `shm` is the client library: tritonshm, or tritonclient.utils.shared_memory
+    for comparison (the benchmarks run both)."""
     tag = tag or str(os.getpid())
     input0 = np.arange(start=0, stop=16, dtype=np.int32)
     input1 = np.full(shape=16, fill_value=3, dtype=np.int32)
@@ -140,7 +142,9 @@ def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True) ->
                       f"{input0[i]:3d} - {input1[i]:3d} = {output1[0][i]:3d}")
         if not (np.array_equal(output0[0], input0 + input1) and np.array_equal(output1[0], input0 - input1)):
             raise RuntimeError(f"wrong results: OUTPUT0={output0[0]} OUTPUT1={output1[0]}")
-        return {"OUTPUT0": output0.copy(), "OUTPUT1": output1.copy()}
+        results = {"OUTPUT0": output0.copy(), "OUTPUT1": output1.copy()}
+        del output0, output1  # tritonclient cannot destroy a region while views of it exist
+        return results
     finally:
         for name in registered:
             server.unregister(name)

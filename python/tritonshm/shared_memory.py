@@ -136,55 +136,18 @@ def create_shared_memory_region(
     return region
 
 
-def _object_buffer(value: np.ndarray, key: str) -> Any:
-    # An np.object_ array is an already serialized BYTES tensor, as
-    # serialize_byte_tensor returns it: one element holding the bytes.
-    if value.size == 0:
-        return b""
-    if value.size != 1:
-        raise SharedMemoryException(
-            f"unable to set shared memory region '{key}': an np.object_ array must hold one serialized BYTES "
-            f"buffer (the output of serialize_byte_tensor), got {value.size} elements"
-        )
-    item = value.reshape(-1)[0]
-    if not isinstance(item, (bytes, bytearray, memoryview)):
-        raise SharedMemoryException(
-            f"unable to set shared memory region '{key}': the np.object_ array holds {type(item).__name__}, "
-            "expected serialized bytes (use serialize_byte_tensor)"
-        )
-    return item
-
-
 def set_shared_memory_region(shm_handle: SharedMemoryRegion, input_values: Sequence[np.ndarray], offset: int = 0) -> None:
     """Copy the contents of the numpy array into the system shared memory region.
 
-    The arrays are copied in C order one after another from ``offset``. Every
-    bound is checked first: a call that does not fit writes nothing.
+    The arrays are copied in C order one after another from ``offset``. An
+    ``np.object_`` array is an already serialized BYTES tensor (the output of
+    serialize_byte_tensor). Every bound is checked first: a call that does not
+    fit writes nothing. Copies of more than 256 KiB release the GIL.
 
     Raises SharedMemoryException if unable to mmap or set values in the system
     shared memory region.
     """
-    handle = _live(shm_handle)
-    if not isinstance(input_values, (list, tuple)):
-        raise SharedMemoryException("input_values must be specified as a list/tuple of numpy arrays")
-    buffers = []
-    for value in input_values:
-        if not isinstance(value, np.ndarray):
-            raise SharedMemoryException(
-                f"each element of input_values must be a numpy array, got {type(value).__name__}"
-            )
-        if value.dtype.hasobject:
-            if value.dtype != np.object_:
-                raise SharedMemoryException(
-                    f"unable to set shared memory region '{shm_handle._shm_key}': dtype {value.dtype} holds "
-                    "Python objects"
-                )
-            buffers.append(_object_buffer(value, shm_handle._shm_key))
-        elif value.flags.c_contiguous:
-            buffers.append(value)
-        else:
-            buffers.append(np.ascontiguousarray(value))
-    _core.write(handle, _unsigned(offset, "offset", shm_handle._shm_key), buffers)
+    _core.set_region(shm_handle, input_values, offset)
 
 
 def get_contents_as_numpy(shm_handle: SharedMemoryRegion, datatype: Any, shape: Sequence[int], offset: int = 0) -> np.ndarray:
@@ -195,8 +158,7 @@ def get_contents_as_numpy(shm_handle: SharedMemoryRegion, datatype: Any, shape: 
     ``destroy_shared_memory_region``. For ``np.object_`` or ``np.bytes_`` the
     region holds a BYTES tensor, decoded into an object array of ``bytes``.
     """
-    handle = _live(shm_handle)
-    return _core.get_contents(handle, datatype, shape, _unsigned(offset, "offset", shm_handle._shm_key))
+    return _core.get_contents(shm_handle, datatype, shape, offset)
 
 
 def attach_shared_memory_region(triton_shm_name: str, shm_key: str) -> SharedMemoryRegion:
@@ -223,4 +185,4 @@ def destroy_shared_memory_region(shm_handle: SharedMemoryRegion) -> None:
     Only a region that this process created is unlinked. Views returned by
     get_contents_as_numpy stay valid. A second destroy raises.
     """
-    _live(shm_handle).destroy()
+    _core.destroy_region(shm_handle)

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <numeric>
 #include <thread>
@@ -140,4 +142,49 @@ TEST(Region, ConcurrentCreatorsOfOneKeyGetOneWinner) {
   EXPECT_EQ(won.load(), 1);
   EXPECT_EQ(lost.load(), 7);
   EXPECT_EQ(Region::open(key)->size(), 1u << 20);  // never seen at size 0
+}
+
+TEST(Region, ShrinkDuringLargeCopiesRaisesInsteadOfSigbus) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  const std::size_t size = 64 << 20;  // split across threads: every copying thread must be guarded
+  auto region = Region::create(key, size);
+  std::vector<std::byte> data(size, std::byte{3});
+  std::atomic<bool> stop{false};
+  std::thread shrinker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ::truncate(("/dev/shm" + key).c_str(), 4096);
+    stop = true;
+  });
+  bool raised = false;
+  for (int i = 0; i < 10000 && !raised; ++i) {
+    try {
+      region->write(0, data.data(), data.size());
+    } catch (const SharedMemoryError& e) {
+      raised = std::string(e.what()).find("shrunk to 4096") != std::string::npos;
+    }
+    if (stop && !raised) {  // the truncate landed between copies: the next copy must raise
+      EXPECT_THROW(region->write(0, data.data(), data.size()), SharedMemoryError);
+      raised = true;
+    }
+  }
+  shrinker.join();
+  EXPECT_TRUE(raised);
+  region->unlink();
+}
+
+TEST(RegionDeathTest, SigbusOutsideOurCopiesStillKillsTheProcess) {
+  // Our handler must not swallow faults that are not ours.
+  EXPECT_EXIT(
+      {
+        KeyJar jar;
+        const std::string key = jar.make();
+        auto region = Region::create(key, 1 << 16);
+        region->write(0, "x", 1);  // installs our handler
+        ::truncate(("/dev/shm" + key).c_str(), 0);
+        region->unlink();
+        volatile std::byte* p = region->data() + 8192;
+        *p = std::byte{1};  // plain store past the end: SIGBUS, not ours to catch
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
 }

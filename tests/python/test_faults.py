@@ -172,3 +172,19 @@ def test_other_user_cannot_open_default_region(make_key):
     finally:
         shm.destroy_shared_memory_region(a)
         shm.destroy_shared_memory_region(b)
+
+
+def test_region_shrunk_during_a_large_write_raises_instead_of_sigbus(make_key):
+    key = make_key("shrunk_during")
+    size = 64 << 20
+    handle = shm.create_shared_memory_region("n", key, size)
+    data = np.ones(size, np.uint8)
+    shrinker = subprocess.Popen([PY, "-c", f"import os, time; time.sleep(0.05); os.truncate('/dev/shm/{key[1:]}', 4096)"])
+    try:
+        with pytest.raises(shm.SharedMemoryException, match="shrunk to 4096 bytes"):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # raises once the truncate lands, during or between copies
+                shm.set_shared_memory_region(handle, [data])
+    finally:
+        shrinker.wait(timeout=30)
+        shm.destroy_shared_memory_region(handle)

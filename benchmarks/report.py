@@ -1,0 +1,116 @@
+"""The results as a table (medians and ratios), JSON and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import platform
+import os
+from typing import Any, Dict, List, Optional
+
+
+def human_size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
+
+
+def human_time(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    if s >= 1e-6:
+        return f"{s * 1e6:.2f} us"
+    return f"{s * 1e9:.0f} ns"
+
+
+def machine() -> Dict[str, Any]:
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = round(int(f.readline().split()[1]) / (1 << 20), 1)
+    except OSError:
+        pass
+    import numpy
+
+    info["numpy"] = numpy.__version__
+    try:
+        import tritonclient
+
+        info["tritonclient"] = getattr(tritonclient, "__version__", None) or _dist_version("tritonclient")
+    except ImportError:
+        pass
+    return info
+
+
+def _dist_version(name: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return None
+
+
+def table(rows: List[Dict[str, Any]]) -> str:
+    """One line per case and size: each contender's median (and GB/s for
+    copies), then tritonshm's ratio to each other contender (>1: we are faster)."""
+    out = []
+    groups: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["size"], r.get("label", "")), {})[r["contender"]] = r
+    header = f"{'case':<18} {'size':>10}  {'contender':<32} {'median':>10} {'spread (q1-q3)':>22} {'GB/s':>7}  speedup of tritonshm"
+    out.append(header)
+    out.append("-" * len(header))
+    for (case, size, label), by in groups.items():
+        ours = by.get("tritonshm")
+        for name, r in by.items():
+            gbps = f"{size / r['median'] / 1e9:.2f}" if case.startswith("set") else ""
+            ratio = ""
+            if ours and name != "tritonshm":
+                ratio = f"x{r['median'] / ours['median']:.2f}"
+            extra = f"  (create {human_time(r['create_median'])})" if "create_median" in r else ""
+            out.append(f"{case:<18} {label or human_size(size):>10}  {name:<32} {human_time(r['median']):>10} "
+                       f"{human_time(r['q1']) + '-' + human_time(r['q3']):>22} {gbps:>7}  {ratio}{extra}")
+    return "\n".join(out)
+
+
+def write_json(path: str, rows: List[Dict[str, Any]]) -> None:
+    with open(path, "w") as f:
+        json.dump({"machine": machine(), "results": rows}, f, indent=1)
+
+
+def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, case, title in ((axes[0], "set_warm", "set_shared_memory_region, warm region"),
+                            (axes[1], "set_first_touch", "set into a freshly created region")):
+        by: Dict[str, List[tuple]] = {}
+        for r in rows:
+            if r["case"] == case:
+                by.setdefault(r["contender"], []).append((r["size"], r["size"] / r["median"] / 1e9))
+        for name, points in by.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("tensor size (bytes)")
+        ax.set_ylabel("throughput (GB/s, median)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
