@@ -80,6 +80,22 @@ bool copy_one_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexc
   return true;
 }
 
+}  // namespace
+
+bool probe_readable(const std::byte* p) noexcept {
+  ensure_handler();
+  CopyGuard guard;
+  if (sigsetjmp(guard.env, 0) != 0) return false;
+  t_guard = &guard;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  [[maybe_unused]] const std::byte value = *static_cast<const volatile std::byte*>(p);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_guard = nullptr;
+  return true;
+}
+
+namespace {
+
 // ---- splitting large copies ----
 //
 // One core's memcpy does not reach the machine's memory bandwidth; on the

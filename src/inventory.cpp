@@ -63,7 +63,7 @@ Usage scan_processes(dev_t shm_device) {
         unsigned long long inode = 0;
         unsigned maj = 0, min = 0;
         char perms[8];
-        if (std::sscanf(line.c_str(), "%*llx-%*llx %7s %*llx %x:%x %llu", perms, &maj, &min, &inode) != 4) continue;
+        if (std::sscanf(line.c_str(), "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &inode) != 4) continue;
         if (inode != 0 && maj == dev_major && min == dev_minor) usage.mapped[static_cast<ino_t>(inode)].insert(pid);
       }
     }

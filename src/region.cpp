@@ -30,6 +30,12 @@ std::shared_ptr<Region> Region::open(std::string_view key) {
   return std::shared_ptr<Region>(new Region(SharedMemoryObject(open_only, std::string(key)), false));
 }
 
+std::shared_ptr<Region> Region::try_open(std::string_view key) {
+  std::optional<SharedMemoryObject> object = SharedMemoryObject::try_open(std::string(key));
+  if (!object) return nullptr;
+  return std::shared_ptr<Region>(new Region(std::move(*object), false));
+}
+
 Region::Region(SharedMemoryObject object, bool created) : object_(std::move(object)), created_(created) {
   const ObjectStatus status = object_.status();
   identity_ = status.identity;
@@ -56,6 +62,11 @@ void Region::throw_shrunk(uint64_t offset, uint64_t length, const char* what) co
 void Region::check_range(uint64_t offset, uint64_t length, const char* what) const {
   check_bounds(offset, length, what);
   if (length != 0 && offset + length > object_.size()) throw_shrunk(offset, length, what);
+}
+
+void Region::check_backed(uint64_t offset, uint64_t length, const char* what) const {
+  check_bounds(offset, length, what);
+  if (length != 0 && !probe_readable(data() + offset + length - 1)) throw_shrunk(offset, length, what);
 }
 
 std::span<std::byte> Region::bytes(uint64_t offset, uint64_t length) const {

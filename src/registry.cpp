@@ -44,11 +44,7 @@ std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t byte_size,
   // Another process may create or remove the name between our two tries;
   // a few rounds settle any real race.
   for (int attempt = 0;; ++attempt) {
-    try {
-      return Region::open(key);
-    } catch (const SharedMemoryError& e) {
-      if (e.os_error() != ENOENT) throw;
-    }
+    if (std::shared_ptr<Region> existing = Region::try_open(key)) return existing;
     try {
       return Region::create(key, byte_size, options);
     } catch (const SharedMemoryError& e) {

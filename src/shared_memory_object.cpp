@@ -101,6 +101,15 @@ SharedMemoryObject::SharedMemoryObject(open_only_t, const std::string& key) : ke
   if (fd_ < 0) throw_os_error("unable to open shared memory region " + quoted(key_), errno);
 }
 
+std::optional<SharedMemoryObject> SharedMemoryObject::try_open(const std::string& key) {
+  SharedMemoryObject object;
+  object.key_ = normalize_key(key);
+  object.fd_ = shm_open_fd(object.key_, O_RDWR, 0);
+  if (object.fd_ >= 0) return object;
+  if (errno == ENOENT) return std::nullopt;
+  throw_os_error("unable to open shared memory region " + quoted(object.key_), errno);
+}
+
 SharedMemoryObject::SharedMemoryObject(SharedMemoryObject&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)), key_(std::move(other.key_)) {}
 

@@ -12,4 +12,9 @@ namespace tritonshm {
 // threads (see copy.cpp).
 [[nodiscard]] bool copy_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexcept;
 
+// Reads the byte at p under the same guard: false if its page is not backed
+// (the object was shrunk below it). No system call unless the page is not yet
+// mapped into this process, which costs one minor page fault.
+[[nodiscard]] bool probe_readable(const std::byte* p) noexcept;
+
 }  // namespace tritonshm

@@ -38,6 +38,8 @@ class Region {
   static std::shared_ptr<Region> create(std::string_view key, uint64_t size, const RegionOptions& options = {});
   // Opens and maps an existing object at its current size.
   static std::shared_ptr<Region> open(std::string_view key);
+  // The same, or nullptr if no object has this key.
+  static std::shared_ptr<Region> try_open(std::string_view key);
 
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
@@ -62,6 +64,10 @@ class Region {
   // kernel has it now (one fstat): another process may have shrunk it, and a
   // page past its end would raise SIGBUS when touched.
   void check_range(uint64_t offset, uint64_t length, const char* what) const;
+  // The same promise without a system call: reads the range's last byte under
+  // the SIGBUS guard. Truncation removes pages from the end, so if the last
+  // page is backed, the whole range is.
+  void check_backed(uint64_t offset, uint64_t length, const char* what) const;
 
   // Bytes [offset, offset + length), checked as above.
   std::span<std::byte> bytes(uint64_t offset, uint64_t length) const;

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace tritonshm {
@@ -50,6 +51,9 @@ class SharedMemoryObject {
   // `key` exists.
   SharedMemoryObject(create_only_t, const std::string& key, uint64_t size, mode_t mode = 0600, bool reserve = true);
   SharedMemoryObject(open_only_t, const std::string& key);
+  // Opens `key` if it exists; nullopt if it does not. Other failures throw.
+  // (Attach-or-create asks this first; an exception would cost more than the lookup.)
+  static std::optional<SharedMemoryObject> try_open(const std::string& key);
 
   SharedMemoryObject(SharedMemoryObject&& other) noexcept;
   SharedMemoryObject& operator=(SharedMemoryObject&& other) noexcept;
@@ -76,6 +80,7 @@ class SharedMemoryObject {
   static constexpr const char* kTemporaryPrefix = ".tritonshm-creating-";
 
  private:
+  SharedMemoryObject() = default;
   void prepare(uint64_t size, mode_t mode, bool reserve_pages);
   void truncate(uint64_t size);
   void reserve(uint64_t size);

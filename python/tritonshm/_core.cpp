@@ -232,7 +232,7 @@ nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle s
   if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
     fail("unable to read shared memory region '" + region->key() + "': the tensor's size overflows 64 bits");
   }
-  region->check_range(offset, nbytes, "unable to read");
+  region->check_backed(offset, nbytes, "unable to read");
   PyObject* owner = mapping_owner(region->mapping());
   Py_INCREF(descr);  // NewFromDescr steals it; descr_ref still owns ours
   // With a null data pointer numpy would allocate; an empty tensor at the very
