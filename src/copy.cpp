@@ -1,5 +1,7 @@
 #include "tritonshm/copy.hpp"
 
+#include "parallel.hpp"
+
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace tritonshm {
 namespace {
@@ -96,51 +99,83 @@ bool probe_readable(const std::byte* p) noexcept {
 
 namespace {
 
-// ---- splitting large copies ----
-//
-// One core's memcpy does not reach the machine's memory bandwidth; on the
-// machines measured (see README, Performance) two threads copy large tensors
-// faster. Below the threshold the cost of starting a thread outweighs it.
-constexpr std::size_t kParallelThreshold = std::size_t{4} << 20;
-constexpr std::size_t kMaxThreads = 4;
+}  // namespace
 
-std::size_t copy_threads() {
+namespace detail {
+
+std::size_t worker_threads() {
   static const std::size_t threads = [] {
     if (const char* env = std::getenv("TRITONSHM_COPY_THREADS")) {
       const long v = std::strtol(env, nullptr, 10);
-      if (v >= 1) return std::min<std::size_t>(static_cast<std::size_t>(v), 64);
+      if (v >= 1) return std::min<std::size_t>(static_cast<std::size_t>(v), 16);
     }
-    return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, kMaxThreads);
+    return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
   }();
   return threads;
 }
 
-}  // namespace
+bool split(std::size_t n, const std::function<bool(std::size_t, std::size_t)>& fn) {
+  const std::size_t threads = n >= kParallelThreshold ? worker_threads() : 1;
+  if (threads <= 1) return fn(0, n);
+  const std::size_t chunk = ((n / threads) + 63) & ~std::size_t{63};
+  std::atomic<bool> ok{true};
+  std::thread workers[16];
+  std::size_t started = 0;
+  try {
+    for (; started + 1 < threads && (started + 1) * chunk < n; ++started) {
+      workers[started] = std::thread([&ok, &fn, begin = started * chunk, chunk] {
+        if (!fn(begin, chunk)) ok = false;
+      });
+    }
+  } catch (...) {
+    // No thread to be had: the calling thread does the rest.
+  }
+  const std::size_t begin = started * chunk;
+  if (!fn(begin, n - begin)) ok = false;
+  for (std::size_t i = 0; i < started; ++i) workers[i].join();
+  return ok;
+}
+
+}  // namespace detail
 
 bool copy_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
   if (n == 0) return true;
   ensure_handler();
-  const std::size_t threads = n >= kParallelThreshold ? std::min(copy_threads(), n / (kParallelThreshold / 2)) : 1;
-  if (threads <= 1) return copy_one_guarded(dst, src, n);
-  // Chunks of whole cache lines; the calling thread takes the last one.
-  const std::size_t chunk = ((n / threads) + 63) & ~std::size_t{63};
-  std::atomic<bool> ok{true};
-  std::thread workers[kMaxThreads * 16];
-  std::size_t started = 0;
   try {
-    for (; started + 1 < threads && (started + 1) * chunk < n; ++started) {
-      const std::size_t begin = started * chunk;
-      workers[started] = std::thread([&ok, dst, src, begin, chunk] {
-        if (!copy_one_guarded(dst + begin, src + begin, chunk)) ok = false;
-      });
-    }
-  } catch (...) {
-    // No thread to be had: copy the rest here.
+    return detail::split(n, [dst, src](std::size_t begin, std::size_t length) {
+      return copy_one_guarded(dst + begin, src + begin, length);
+    });
+  } catch (...) {  // std::function or thread machinery: copy on this thread
+    return copy_one_guarded(dst, src, n);
   }
-  const std::size_t begin = started * chunk;
-  if (!copy_one_guarded(dst + begin, src + begin, n - begin)) ok = false;
-  for (std::size_t i = 0; i < started; ++i) workers[i].join();
-  return ok;
+}
+
+bool copy_each_guarded(std::span<const std::string_view> sources, std::span<std::byte* const> destinations) noexcept {
+  ensure_handler();
+  // Where each element starts in the total, so threads can split by bytes: an
+  // element belongs to the thread whose share holds its first byte.
+  std::vector<std::size_t> starts;
+  try {
+    starts.resize(sources.size() + 1);
+  } catch (...) {
+    return false;
+  }
+  for (std::size_t i = 0; i < sources.size(); ++i) starts[i + 1] = starts[i] + sources[i].size();
+  auto copy_range = [&](std::size_t begin, std::size_t length) {
+    auto first = std::lower_bound(starts.begin(), starts.end() - 1, begin);
+    for (std::size_t i = static_cast<std::size_t>(first - starts.begin());
+         i < sources.size() && starts[i] < begin + length; ++i) {
+      if (starts[i] < begin) continue;
+      if (!copy_one_guarded(destinations[i], reinterpret_cast<const std::byte*>(sources[i].data()), sources[i].size()))
+        return false;
+    }
+    return true;
+  };
+  try {
+    return detail::split(starts.back(), copy_range);
+  } catch (...) {
+    return copy_range(0, starts.back());
+  }
 }
 
 }  // namespace tritonshm

@@ -3,10 +3,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <utility>
 
+#include "parallel.hpp"
 #include "tritonshm/error.hpp"
 
 namespace tritonshm {
@@ -49,17 +51,24 @@ void Mapping::release() noexcept {
 
 void Mapping::prefault() {
   if (data_ == nullptr) return;
-#ifdef MADV_POPULATE_WRITE
-  // Linux 5.14+: one call faults in every page writable, without touching data.
-  if (::madvise(data_, size_, MADV_POPULATE_WRITE) == 0) return;
-#endif
-  // Older kernels: write one byte per page. The pages are fresh (zero) or
-  // already hold data, so writing back what is there changes nothing.
   const long page = ::sysconf(_SC_PAGESIZE);
-  for (uint64_t i = 0; i < size_; i += static_cast<uint64_t>(page)) {
-    volatile std::byte* b = data_ + i;
-    *b = *b;
-  }
+  // Page faults of one mapping proceed in parallel, so large regions are
+  // populated by several threads (chunks aligned to pages).
+  detail::split(size_, [this, page](std::size_t begin, std::size_t length) {
+    const std::size_t start = begin - begin % static_cast<std::size_t>(page);
+    const std::size_t end = std::min<std::size_t>(size_, begin + length);
+#ifdef MADV_POPULATE_WRITE
+    // Linux 5.14+: faults the range in writable without touching its data.
+    if (::madvise(data_ + start, end - start, MADV_POPULATE_WRITE) == 0) return true;
+#endif
+    // Older kernels: write one byte per page. The region was just created by
+    // this process (prefault is a creation option), so no one else writes yet.
+    for (std::size_t i = start; i < end; i += static_cast<std::size_t>(page)) {
+      volatile std::byte* b = data_ + i;
+      *b = *b;
+    }
+    return true;
+  });
 }
 
 }  // namespace tritonshm

@@ -4,6 +4,8 @@
 #include <bit>
 #include <cstring>
 
+#include "parallel.hpp"
+#include "tritonshm/copy.hpp"
 #include "tritonshm/error.hpp"
 
 namespace tritonshm {
@@ -42,11 +44,26 @@ void serialize_bytes_into(std::span<const std::string_view> elements, std::span<
                             " bytes, the tensor needs " + std::to_string(needed));
   }
   std::byte* p = out.data();
-  for (const std::string_view e : elements) {
-    store_le32(p, static_cast<uint32_t>(e.size()));
-    p += 4;
-    if (!e.empty()) std::memcpy(p, e.data(), e.size());
-    p += e.size();
+  if (needed < detail::kParallelThreshold) {
+    for (const std::string_view e : elements) {
+      store_le32(p, static_cast<uint32_t>(e.size()));
+      p += 4;
+      if (!e.empty()) std::memcpy(p, e.data(), e.size());
+      p += e.size();
+    }
+    return;
+  }
+  // Large tensors (big elements): write the lengths, then copy the element
+  // bytes on several threads; the first touch of fresh output pages is most
+  // of the cost, and page faults proceed in parallel.
+  std::vector<std::byte*> destinations(elements.size());
+  for (std::size_t i = 0; i < elements.size(); ++i) {
+    store_le32(p, static_cast<uint32_t>(elements[i].size()));
+    destinations[i] = p + 4;
+    p += 4 + elements[i].size();
+  }
+  if (!copy_each_guarded(elements, destinations)) {
+    throw SharedMemoryError("cannot serialize BYTES tensor: an element's memory stopped being readable");
   }
 }
 

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
+#include <string_view>
 
 namespace tritonshm {
 
@@ -11,6 +13,12 @@ namespace tritonshm {
 // copy (a prefix may then have been copied). Large copies are split across
 // threads (see copy.cpp).
 [[nodiscard]] bool copy_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexcept;
+
+// Copies each sources[i] to destinations[i] (which has room for it), guarded
+// as above; large totals are split across threads by bytes. Returns false if a
+// page of a source stopped being backed.
+[[nodiscard]] bool copy_each_guarded(std::span<const std::string_view> sources,
+                                     std::span<std::byte* const> destinations) noexcept;
 
 // Reads the byte at p under the same guard: false if its page is not backed
 // (the object was shrunk below it). No system call unless the page is not yet

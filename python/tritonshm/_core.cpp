@@ -185,6 +185,36 @@ PyArray_Descr* parse_dtype(nb::handle datatype, const std::string& key) {
   return descr;  // new reference
 }
 
+// Fills an object array with one `bytes` per element. Small tensors copy as
+// they go; large ones allocate every bytes object first (that needs the GIL)
+// and copy their contents without the GIL, on several threads.
+void fill_bytes_objects(PyArrayObject* arr, const std::vector<std::string_view>& elements, const std::string& on_fault) {
+  auto** slots = static_cast<PyObject**>(PyArray_DATA(arr));
+  std::size_t total = 0;
+  for (const auto& e : elements) total += e.size();
+  if (total < (std::size_t{64} << 20)) {
+    for (std::size_t i = 0; i < elements.size(); ++i) {
+      PyObject* b = PyBytes_FromStringAndSize(elements[i].data(), static_cast<Py_ssize_t>(elements[i].size()));
+      if (b == nullptr) throw nb::python_error();
+      Py_XSETREF(slots[i], b);
+    }
+    return;
+  }
+  std::vector<std::byte*> destinations(elements.size());
+  for (std::size_t i = 0; i < elements.size(); ++i) {
+    PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(elements[i].size()));
+    if (b == nullptr) throw nb::python_error();
+    Py_XSETREF(slots[i], b);
+    destinations[i] = reinterpret_cast<std::byte*>(PyBytes_AS_STRING(b));
+  }
+  bool ok;
+  {
+    nb::gil_scoped_release release;
+    ok = copy_each_guarded(elements, destinations);
+  }
+  if (!ok) fail(on_fault);
+}
+
 // A BYTES tensor of `shape` decoded from the region, as an object array of bytes.
 nb::object read_bytes_tensor(const Region& region, const Shape& shape, uint64_t offset) {
   const std::string context = "BYTES tensor in shared memory region '" + region.key() + "' at offset " +
@@ -199,12 +229,8 @@ nb::object read_bytes_tensor(const Region& region, const Shape& shape, uint64_t 
                                     const_cast<npy_intp*>(shape.dims.data()), NPY_OBJECT);
   if (arr == nullptr) throw nb::python_error();
   nb::object result = nb::steal(arr);
-  auto** slots = static_cast<PyObject**>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr)));
-  for (std::size_t i = 0; i < elements.size(); ++i) {
-    PyObject* b = PyBytes_FromStringAndSize(elements[i].data(), static_cast<Py_ssize_t>(elements[i].size()));
-    if (b == nullptr) throw nb::python_error();
-    Py_XSETREF(slots[i], b);
-  }
+  fill_bytes_objects(reinterpret_cast<PyArrayObject*>(arr), elements, "unable to read shared memory region '" +
+                     region.key() + "': it was shrunk by another process while being read");
   return result;
 }
 
@@ -401,12 +427,7 @@ nb::object deserialize_bytes_tensor(nb::handle encoded) {
   PyObject* arr = PyArray_SimpleNew(1, &n, NPY_OBJECT);
   if (arr == nullptr) throw nb::python_error();
   nb::object result = nb::steal(arr);
-  auto** slots = static_cast<PyObject**>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr)));
-  for (npy_intp i = 0; i < n; ++i) {
-    PyObject* b = PyBytes_FromStringAndSize(elements[i].data(), static_cast<Py_ssize_t>(elements[i].size()));
-    if (b == nullptr) throw nb::python_error();
-    Py_XSETREF(slots[i], b);
-  }
+  fill_bytes_objects(reinterpret_cast<PyArrayObject*>(arr), elements, "cannot deserialize BYTES tensor");
   return result;
 }
 

@@ -136,3 +136,20 @@ def test_dtype_names_for_bytes_bf16_and_unknown():
     assert shm.triton_to_np_dtype("BF16") == ml_dtypes.bfloat16
     assert shm.np_to_triton_dtype(np.complex64) is None
     assert shm.triton_to_np_dtype("NOPE") is None
+
+
+def test_large_bytes_tensors_take_the_parallel_path_and_round_trip(make_key):
+    # 80 elements of 1 MiB: above the 64 MiB threshold where encoding and
+    # decoding split the copying across threads.
+    rng = np.random.default_rng(5)
+    elements = [bytes(rng.integers(0, 255, (1 << 20) + i, dtype=np.uint8)) for i in range(80)]
+    tensor = np.array(elements + [b""], dtype=np.object_)[:80]
+    serialized = shm.serialize_byte_tensor(tensor)
+    assert serialized.item() == reference.serialize_byte_tensor(tensor).item()
+    assert shm.deserialize_bytes_tensor(serialized).tolist() == elements
+    handle = shm.create_shared_memory_region("big", make_key("bigbytes"), len(serialized.item()))
+    try:
+        shm.set_shared_memory_region(handle, [serialized])
+        assert shm.get_contents_as_numpy(handle, np.object_, [80]).tolist() == elements
+    finally:
+        shm.destroy_shared_memory_region(handle)
