@@ -86,6 +86,10 @@ def write_json(path: str, rows: List[Dict[str, Any]]) -> None:
         json.dump({"machine": machine(), "results": rows}, f, indent=1)
 
 
+COLORS = {"tritonshm": "tab:blue", "tritonshm_prefault": "tab:purple", "tritonclient": "tab:orange",
+          "memcpy": "tab:green"}
+
+
 def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
     try:
         import matplotlib
@@ -103,7 +107,8 @@ def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
                 by.setdefault(r["contender"], []).append((r["size"], r["size"] / r["median"] / 1e9))
         for name, points in by.items():
             points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
+                    color=COLORS.get(name), linestyle="--" if name == "memcpy" else "-")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("tensor size (bytes)")
         ax.set_ylabel("throughput (GB/s, median)")
