@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def bench_set(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
                 "memcpy": lambda: time_per_call(lambda: np.copyto(limit_dst, src), n),
             }, repeat)
         finally:
-            del limit_dst
+            limit_dst = None  # drop the view so the region can go
             ours.destroy_shared_memory_region(h_ours)
             _ref_destroy(h_ref)
         rows += [row("set_warm", size, c, s) for c, s in samples.items()]

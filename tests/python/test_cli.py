@@ -5,10 +5,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
-import pytest
 
 import tritonshm as shm
 from conftest import shm_path

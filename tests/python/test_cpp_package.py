@@ -5,7 +5,6 @@ tensors with Python."""
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ reading and destroying regions on shared and on private keys for a bounded
 time. Every byte read is checked; every count ends at zero; nothing is left."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
