@@ -99,10 +99,9 @@ def _uninspected_note(pids: List[int]) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from . import _core
-
-    listing = _core.list_regions()
     from .inventory import RegionInfo
 
+    listing = _core.list_regions()
     rows = [_info_json(RegionInfo(**r)) for r in listing["regions"]]
     if args.json:
         print(json.dumps({"regions": rows, "uninspected_pids": listing["uninspected"]}, indent=2))
@@ -284,13 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
     from . import demo
 
     demo.add_parser(sub)
-    try:
-        from benchmarks import cli as bench_cli  # present in a source checkout
-    except ImportError:
-        bench_cli = None
+    bench_cli = _source_checkout_benchmarks()
     if bench_cli is not None:
         bench_cli.add_parser(sub)
     return parser
+
+
+def _source_checkout_benchmarks() -> Any:
+    """The benchmark suite lives in the source tree (benchmarks/), not in the
+    package: offer `tritonshm bench` when run from a checkout's root."""
+    import pathlib
+
+    root = pathlib.Path.cwd()
+    if not (root / "benchmarks" / "cli.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        from benchmarks import cli as bench_cli
+    except ImportError:
+        return None
+    return bench_cli
 
 
 def main(argv: Optional[List[str]] = None) -> int:

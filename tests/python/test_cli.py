@@ -19,6 +19,19 @@ def cli(*args, check=True):
     return result
 
 
+def test_bench_hangs_off_the_installed_command_in_a_checkout():
+    import pathlib
+    import shutil
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    script = pathlib.Path(sys.executable).parent / "tritonshm"
+    script = str(script) if script.exists() else shutil.which("tritonshm")
+    assert script, "the tritonshm console script is installed with the package"
+    result = subprocess.run([script, "bench", "--help"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--smoke" in result.stdout
+
+
 def test_help_for_every_subcommand():
     for sub in ("ls", "info", "create", "rm", "gc", "demo"):
         out = cli(sub, "--help").stdout
