@@ -220,6 +220,8 @@ def bench_round_trip(repeat: int, requests: int) -> List[Dict[str, Any]]:
     server = EmbeddedServer()
     counter = itertools.count()
     try:
+        for lib in (ours, ref):  # the server's first request warms it up: time neither library with it
+            run_add_sub(server, tag=f"w{os.getpid()}_{next(counter)}", verbose=False, shm=lib)
         def sample(lib):
             return lambda: time_per_call(lambda: run_add_sub(server, tag=f"b{os.getpid()}_{next(counter)}",
                                                              verbose=False, shm=lib), requests)
