@@ -2,7 +2,6 @@
 
 #include "parallel.hpp"
 
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 

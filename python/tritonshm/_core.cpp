@@ -523,7 +523,6 @@ NB_MODULE(_core, m) {
       .def_prop_ro("key", &Handle::key)
       .def_prop_ro("live", &Handle::live)
       .def_prop_ro("byte_size", [](const Handle& h) { return h.region()->size(); })
-      .def_prop_ro("created", [](const Handle& h) { return h.region()->created(); })
       .def("destroy", [](Handle& h) {
         nb::gil_scoped_release release;
         h.destroy();
@@ -593,13 +592,11 @@ NB_MODULE(_core, m) {
     return d;
   });
   m.def("mapped_keys", &mapped_shared_memory_regions);
-  m.def("handle_count", [](const std::string& key) { return handle_count(key); });
   m.def("set_region", &set_region, nb::arg("shm_handle").none(), nb::arg("input_values").none(),
         nb::arg("offset").none());
   m.def("destroy_region", &destroy_region, nb::arg("shm_handle").none());
   m.def("get_contents", &get_contents, nb::arg("shm_handle").none(), nb::arg("datatype").none(),
         nb::arg("shape").none(), nb::arg("offset").none());
-  m.def("normalize_key", [](const std::string& key) { return normalize_key(key); });
   m.def("serialize_bytes", &serialize_bytes_tensor);
   m.def("deserialize_bytes", &deserialize_bytes_tensor);
   m.def("serialized_byte_size", &serialized_byte_size);
