@@ -62,8 +62,7 @@ Usage scan_processes(dev_t shm_device) {
         // address perms offset dev inode path
         unsigned long long inode = 0;
         unsigned maj = 0, min = 0;
-        char perms[8];
-        if (std::sscanf(line.c_str(), "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &inode) != 4) continue;
+        if (std::sscanf(line.c_str(), "%*x-%*x %*s %*x %x:%x %llu", &maj, &min, &inode) != 3) continue;
         if (inode != 0 && maj == dev_major && min == dev_minor) usage.mapped[static_cast<ino_t>(inode)].insert(pid);
       }
     }
@@ -86,11 +85,10 @@ Usage scan_processes(dev_t shm_device) {
   return usage;
 }
 
-std::optional<RegionInfo> describe(const std::string& name, const Usage& usage, dev_t* device = nullptr) {
+std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) {
   struct stat st{};
   const std::string path = std::string(kShmDir) + "/" + name;
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  if (device) *device = st.st_dev;
   RegionInfo info;
   info.key = "/" + name;
   info.size = static_cast<uint64_t>(st.st_size);

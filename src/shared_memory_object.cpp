@@ -134,8 +134,6 @@ ObjectStatus SharedMemoryObject::status() const {
 
 uint64_t SharedMemoryObject::size() const { return status().size; }
 
-ObjectIdentity SharedMemoryObject::identity() const { return status().identity; }
-
 void SharedMemoryObject::truncate(uint64_t size) {
   if (size > static_cast<uint64_t>(INT64_MAX)) {
     throw SharedMemoryError("unable to size shared memory region " + quoted(key_) + " to " + std::to_string(size) +

@@ -69,7 +69,6 @@ class SharedMemoryObject {
   // process may have changed the size since we opened it). One fstat.
   ObjectStatus status() const;
   uint64_t size() const;
-  ObjectIdentity identity() const;
 
   // Removes the name `key`. Returns false if no object had that name. Mappings
   // and descriptors that are open elsewhere stay valid.

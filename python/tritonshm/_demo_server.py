@@ -66,8 +66,6 @@ def serve(stdin: Any = sys.stdin, stdout: Any = sys.stdout) -> None:
             region = regions.pop(request["name"])
             region.map.close()
             return {}
-        if op == "status":
-            return {"regions": [{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size} for r in regions.values()]}
         if op == "infer":
             inputs = {}
             for spec in request["inputs"]:

@@ -137,7 +137,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     try:
         if args.dtype:
             dtype = np.object_ if args.dtype.upper() in ("BYTES", "OBJECT") else _numpy_dtype(args.dtype)
-            shape = args.shape if args.shape is not None else None
+            shape = args.shape
             if shape is None:
                 if dtype is np.object_:
                     raise SharedMemoryException("--shape is required with --dtype BYTES")
