@@ -131,6 +131,10 @@ PyObject* mapping_owner(const std::shared_ptr<const Mapping>& mapping) {
 struct Shape {
   std::vector<npy_intp> dims;
   uint64_t count = 1;
+  // numpy also refuses dimensions whose nonzero product overflows, even when
+  // another dimension is 0 and the array would be empty.
+  uint64_t nonzero_count = 1;
+  bool nonzero_overflow = false;
 };
 
 Shape parse_shape(nb::handle shape, const std::string& key) {
@@ -153,6 +157,9 @@ Shape parse_shape(nb::handle shape, const std::string& key) {
       fail("unable to read shared memory region '" + key + "': shape " + nb::cast<std::string>(nb::repr(shape)) +
            " has more elements than 64 bits can count");
     }
+    if (v != 0 && __builtin_mul_overflow(s.nonzero_count, static_cast<uint64_t>(v), &s.nonzero_count)) {
+      s.nonzero_overflow = true;
+    }
     s.dims.push_back(static_cast<npy_intp>(v));
   };
   // A sequence first: a numpy array of dims is a sequence that also has __index__.
@@ -173,6 +180,16 @@ Shape parse_shape(nb::handle shape, const std::string& key) {
          Py_TYPE(shape.ptr())->tp_name + "'");
   }
   return s;
+}
+
+// Throws unless numpy can make an array of this shape with `itemsize`-byte items.
+void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, const std::string& key) {
+  uint64_t bytes = 0;
+  if (shape.nonzero_overflow || __builtin_mul_overflow(shape.nonzero_count, itemsize, &bytes) ||
+      bytes > static_cast<uint64_t>(NPY_MAX_INTP)) {
+    fail("unable to read shared memory region '" + key + "': the dimensions of the shape multiply past " +
+         "what a numpy array can have");
+  }
 }
 
 PyArray_Descr* parse_dtype(nb::handle datatype, const std::string& key) {
@@ -243,6 +260,7 @@ nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle s
   nb::object descr_ref = nb::steal(reinterpret_cast<PyObject*>(descr));
   const Shape shape = parse_shape(shape_obj, region->key());
   if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
+    check_numpy_can_hold(shape, sizeof(PyObject*), region->key());
     return read_bytes_tensor(*region, shape, offset);
   }
   if (PyDataType_REFCHK(descr)) {
@@ -254,6 +272,7 @@ nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle s
     fail("unable to read shared memory region '" + region->key() + "': data type " +
          nb::cast<std::string>(nb::str(datatype)) + " has no fixed size");
   }
+  check_numpy_can_hold(shape, itemsize, region->key());
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
     fail("unable to read shared memory region '" + region->key() + "': the tensor's size overflows 64 bits");
