@@ -3,9 +3,47 @@
 #include <cstring>
 
 namespace tritonshm {
+namespace {
+
+std::string compose(Operation op, const std::string& key, const std::string& detail) {
+  std::string text(operation_text(op));
+  if (text.empty()) return detail;
+  if (!key.empty()) text += " '" + key + "'";
+  if (!detail.empty()) text += ": " + detail;
+  return text;
+}
+
+}  // namespace
+
+std::string_view operation_text(Operation op) noexcept {
+  switch (op) {
+    case Operation::none: return "";
+    // tritonclient's texts, word for word.
+    case Operation::create: return "unable to create the shared memory region";
+    case Operation::set: return "unable to set the shared memory region";
+    // Ours, in the same form (tritonclient raises no text of its own there).
+    case Operation::open: return "unable to open the shared memory region";
+    case Operation::read: return "unable to read the shared memory region";
+    case Operation::destroy: return "unable to destroy the shared memory region";
+    case Operation::remove: return "unable to remove the shared memory region";
+    case Operation::inspect: return "unable to inspect shared memory";
+  }
+  return "";
+}
+
+SharedMemoryError::SharedMemoryError(std::string detail, int os_error)
+    : std::runtime_error(detail), operation_(Operation::none), detail_(std::move(detail)), os_error_(os_error) {}
+
+SharedMemoryError::SharedMemoryError(Operation op, std::string key, std::string detail, int os_error)
+    : std::runtime_error(compose(op, key, detail)),
+      operation_(op),
+      key_(std::move(key)),
+      detail_(std::move(detail)),
+      os_error_(os_error) {}
 
 void throw_os_error(const std::string& what, int err) {
-  throw SharedMemoryError(what + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")", err);
+  const std::string os_text = std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+  throw SharedMemoryError(what.empty() ? os_text : what + ": " + os_text, err);
 }
 
 }  // namespace tritonshm

@@ -16,13 +16,18 @@
 #include <sstream>
 
 #include "tritonshm/error.hpp"
-#include "tritonshm/key.hpp"
-#include "tritonshm/shared_memory_object.hpp"
+#include "tritonshm/detail/key.hpp"
+#include "tritonshm/detail/shared_memory_object.hpp"
 
 namespace tritonshm {
 namespace {
 
-constexpr const char* kShmDir = "/dev/shm";
+using detail::kShmDirectory;
+
+const std::string& shm_directory() {
+  static const std::string dir(kShmDirectory);
+  return dir;
+}
 
 struct DirCloser {
   void operator()(DIR* d) const { ::closedir(d); }
@@ -46,7 +51,7 @@ struct Usage {
 Usage scan_processes(dev_t shm_device) {
   Usage usage;
   DirPtr proc(::opendir("/proc"));
-  if (!proc) throw_os_error("unable to list /proc", errno);
+  if (!proc) throw_os_error("listing /proc", errno);
   const unsigned dev_major = major(shm_device), dev_minor = minor(shm_device);
   while (dirent* entry = ::readdir(proc.get())) {
     if (!is_pid(entry->d_name)) continue;
@@ -75,7 +80,11 @@ Usage scan_processes(dev_t shm_device) {
         const std::string link = base + "/fd/" + fd->d_name;
         char target[32];
         const ssize_t n = ::readlink(link.c_str(), target, sizeof target);
-        if (n < 9 || std::string_view(target, 9) != "/dev/shm/") continue;
+        const std::string_view dir = kShmDirectory;
+        if (n <= static_cast<ssize_t>(dir.size()) || std::string_view(target, dir.size()) != dir ||
+            target[dir.size()] != '/') {
+          continue;
+        }
         struct stat st{};
         if (::stat(link.c_str(), &st) == 0 && st.st_dev == shm_device) usage.opened[st.st_ino].insert(pid);
       }
@@ -87,7 +96,7 @@ Usage scan_processes(dev_t shm_device) {
 
 std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) {
   struct stat st{};
-  const std::string path = std::string(kShmDir) + "/" + name;
+  const std::string path = shm_directory() + "/" + name;
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   RegionInfo info;
   info.key = "/" + name;
@@ -95,6 +104,7 @@ std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) 
   info.owner = st.st_uid;
   info.mode = st.st_mode & 07777;
   info.modified = st.st_mtim.tv_sec;
+  info.foreign = is_foreign_key(info.key);
   if (auto it = usage.mapped.find(st.st_ino); it != usage.mapped.end()) info.mapped_by.assign(it->second.begin(), it->second.end());
   if (auto it = usage.opened.find(st.st_ino); it != usage.opened.end()) info.opened_by.assign(it->second.begin(), it->second.end());
   return info;
@@ -102,18 +112,15 @@ std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) 
 
 dev_t shm_device() {
   struct stat st{};
-  if (::stat(kShmDir, &st) != 0) throw_os_error("unable to stat /dev/shm", errno);
+  if (::stat(shm_directory().c_str(), &st) != 0) throw_os_error("reading " + shm_directory(), errno);
   return st.st_dev;
 }
 
-}  // namespace
-
-Inventory list_regions() {
-  const Usage usage = scan_processes(shm_device());
+Inventory list_regions_with(const Usage& usage) {
   Inventory inventory;
   inventory.uninspected = usage.uninspected;
-  DirPtr dir(::opendir(kShmDir));
-  if (!dir) throw_os_error("unable to list /dev/shm", errno);
+  DirPtr dir(::opendir(shm_directory().c_str()));
+  if (!dir) throw_os_error("listing " + shm_directory(), errno);
   while (dirent* entry = ::readdir(dir.get())) {
     const std::string name = entry->d_name;
     if (name == "." || name == ".." || name.rfind("sem.", 0) == 0) continue;
@@ -124,38 +131,101 @@ Inventory list_regions() {
   return inventory;
 }
 
+}  // namespace
+
+bool is_foreign_key(std::string_view key) noexcept {
+  static constexpr std::string_view kForeignPrefixes[] = {"/triton_python_backend_shm_region_", "/psm_"};
+  for (const std::string_view prefix : kForeignPrefixes) {
+    if (key.substr(0, prefix.size()) == prefix) return true;
+  }
+  return false;
+}
+
+std::string_view to_string(KeepReason reason) noexcept {
+  switch (reason) {
+    case KeepReason::in_use: return "in use";
+    case KeepReason::too_young: return "younger than the minimum age";
+    case KeepReason::uninspected_processes: return "some processes could not be inspected";
+    case KeepReason::foreign: return "another tool's region";
+  }
+  return "";
+}
+
+Inventory list_regions() {
+  return with_operation(Operation::inspect, "", [] { return list_regions_with(scan_processes(shm_device())); });
+}
+
 std::optional<RegionInfo> region_info(std::string_view key) {
-  const std::string normalized = normalize_key(key);
-  return describe(normalized.substr(1), scan_processes(shm_device()));
+  return with_operation(Operation::inspect, key, [&] {
+    const std::string normalized = detail::normalize_key(key);
+    return describe(normalized.substr(1), scan_processes(shm_device()));
+  });
 }
 
 GarbageReport collect_garbage(const GarbageOptions& options) {
-  Inventory inventory = list_regions();
-  GarbageReport report;
-  report.uninspected = inventory.uninspected;
-  const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  for (RegionInfo& info : inventory.regions) {
-    if (!options.prefix.empty() && info.key.rfind(options.prefix, 0) != 0) continue;
-    const bool young = now - info.modified < options.min_age_seconds;
+  return with_operation(Operation::remove, "", [&] {
+    const std::string prefix =
+        options.prefix.empty() || options.prefix.front() == '/' ? options.prefix : "/" + options.prefix;
+    const dev_t device = shm_device();
+    Inventory inventory = list_regions_with(scan_processes(device));
+    GarbageReport report;
+    report.uninspected = inventory.uninspected;
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
     const bool unsure = !report.uninspected.empty() && !options.trust_uninspected;
-    if (info.in_use() || young || unsure) {
-      report.kept.push_back(std::move(info));
-      continue;
+    std::vector<RegionInfo> candidates;
+    for (RegionInfo& info : inventory.regions) {
+      if (!prefix.empty() && info.key.rfind(prefix, 0) != 0) continue;
+      std::optional<KeepReason> keep;
+      if (info.foreign && !options.include_foreign) {
+        keep = KeepReason::foreign;
+      } else if (info.in_use()) {
+        keep = KeepReason::in_use;
+      } else if (now - info.modified < options.min_age_seconds) {
+        keep = KeepReason::too_young;
+      } else if (unsure) {
+        keep = KeepReason::uninspected_processes;
+      }
+      if (keep) {
+        report.kept.push_back({std::move(info), *keep});
+      } else {
+        candidates.push_back(std::move(info));
+      }
     }
-    if (!options.dry_run) {
-      // A region that a process began using since the scan would be mapped
-      // or open now: look once more, just before removing.
-      std::optional<RegionInfo> again = region_info(info.key);
-      if (!again) continue;
-      if (again->in_use()) {
-        report.kept.push_back(std::move(*again));
+    if (options.dry_run || candidates.empty()) {
+      report.removed = std::move(candidates);
+      return report;
+    }
+    // A region that a process began using since the first scan would be
+    // mapped or open now: look once more, for all candidates together.
+    const Usage again = scan_processes(device);
+    for (RegionInfo& info : candidates) {
+      std::optional<RegionInfo> now_info = describe(info.key.substr(1), again);
+      if (!now_info) continue;  // gone meanwhile
+      if (now_info->in_use()) {
+        report.kept.push_back({std::move(*now_info), KeepReason::in_use});
         continue;
       }
-      if (!SharedMemoryObject::remove(info.key)) continue;
+      if (detail::SharedMemoryObject::remove(info.key)) report.removed.push_back(std::move(info));
     }
-    report.removed.push_back(std::move(info));
-  }
-  return report;
+    return report;
+  });
+}
+
+bool remove_region(std::string_view key, bool force) {
+  return with_operation(Operation::remove, key, [&] {
+    const std::string normalized = detail::normalize_key(key);
+    if (!force) {
+      if (std::optional<RegionInfo> info = describe(normalized.substr(1), scan_processes(shm_device()));
+          info && info->in_use()) {
+        std::set<pid_t> users(info->mapped_by.begin(), info->mapped_by.end());
+        users.insert(info->opened_by.begin(), info->opened_by.end());
+        std::string list;
+        for (const pid_t pid : users) list += (list.empty() ? "" : ", ") + std::to_string(pid);
+        throw SharedMemoryError("it is in use by process(es) " + list + ": not removed (force removes it anyway)");
+      }
+    }
+    return detail::SharedMemoryObject::remove(normalized);
+  });
 }
 
 }  // namespace tritonshm

@@ -1,10 +1,10 @@
-#include "tritonshm/key.hpp"
+#include "tritonshm/detail/key.hpp"
 
 #include <climits>
 
 #include "tritonshm/error.hpp"
 
-namespace tritonshm {
+namespace tritonshm::detail {
 
 std::string normalize_key(std::string_view key) {
   std::string_view name = key;
@@ -35,6 +35,6 @@ std::string normalize_key(std::string_view key) {
   return normalized;
 }
 
-std::string key_path(const std::string& normalized_key) { return "/dev/shm" + normalized_key; }
+std::string key_path(std::string_view normalized_key) { return std::string(kShmDirectory) + std::string(normalized_key); }
 
-}  // namespace tritonshm
+}  // namespace tritonshm::detail

@@ -1,30 +1,26 @@
-#include "tritonshm/mapping.hpp"
+#include "tritonshm/detail/mapping.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <string>
 #include <utility>
 
 #include "parallel.hpp"
 #include "tritonshm/error.hpp"
 
-namespace tritonshm {
+namespace tritonshm::detail {
 
-Mapping::Mapping(int fd, uint64_t size, const char* what_for_errors) {
+Mapping::Mapping(int fd, uint64_t size) {
   if (size == 0) return;
   if (size > SIZE_MAX) {
-    throw SharedMemoryError(std::string("unable to map shared memory region ") + what_for_errors + ": " +
-                            std::to_string(size) + " bytes do not fit the address space");
+    throw SharedMemoryError("mapping " + std::to_string(size) + " bytes: they do not fit the address space");
   }
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    throw_os_error(std::string("unable to map shared memory region ") + what_for_errors + " (" + std::to_string(size) +
-                       " bytes)",
-                   errno);
-  }
+  if (p == MAP_FAILED) throw_os_error("mapping " + std::to_string(size) + " bytes", errno);
   data_ = static_cast<std::byte*>(p);
   size_ = size;
 }
@@ -49,26 +45,25 @@ void Mapping::release() noexcept {
   size_ = 0;
 }
 
-void Mapping::prefault() {
+void Mapping::prefault_unpublished() noexcept {
   if (data_ == nullptr) return;
-  const long page = ::sysconf(_SC_PAGESIZE);
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   // Page faults of one mapping proceed in parallel, so large regions are
   // populated by several threads (chunks aligned to pages).
-  detail::split(size_, [this, page](std::size_t begin, std::size_t length) {
-    const std::size_t start = begin - begin % static_cast<std::size_t>(page);
+  split(size_, [this, page](std::size_t begin, std::size_t length) {
+    const std::size_t start = begin - begin % page;
     const std::size_t end = std::min<std::size_t>(size_, begin + length);
 #ifdef MADV_POPULATE_WRITE
     // Linux 5.14+: faults the range in writable without touching its data.
-    if (::madvise(data_ + start, end - start, MADV_POPULATE_WRITE) == 0) return true;
+    if (::madvise(data_ + start, end - start, MADV_POPULATE_WRITE) == 0) return;
 #endif
-    // Older kernels: write one byte per page. The region was just created by
-    // this process (prefault is a creation option), so no one else writes yet.
-    for (std::size_t i = start; i < end; i += static_cast<std::size_t>(page)) {
+    // Older kernels: write one byte per page. Safe only because the object
+    // has no name yet, so no other process can be writing it.
+    for (std::size_t i = start; i < end; i += page) {
       volatile std::byte* b = data_ + i;
       *b = *b;
     }
-    return true;
   });
 }
 
-}  // namespace tritonshm
+}  // namespace tritonshm::detail

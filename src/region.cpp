@@ -1,76 +1,99 @@
 #include "tritonshm/region.hpp"
 
-#include <sys/mman.h>
-#include <sys/stat.h>
-
 #include <cerrno>
+#include <cstdio>
 #include <utility>
-#include <vector>
 
-#include "tritonshm/copy.hpp"
-#include "tritonshm/key.hpp"
+#include "copy.hpp"
+#include "bytes_decoder.hpp"
 
 namespace tritonshm {
 
+using detail::Mapping;
+using detail::SharedMemoryObject;
+
 std::shared_ptr<Region> Region::create(std::string_view key, uint64_t size, const RegionOptions& options) {
-  SharedMemoryObject object(create_only, std::string(key), size, options.mode, options.reserve);
-  try {
-    std::shared_ptr<Region> region(new Region(std::move(object), true));
-    if (options.prefault) std::const_pointer_cast<Mapping>(region->mapping_)->prefault();
-    return region;
-  } catch (...) {
-    // The name exists only because of us and nobody got a handle: take it back
-    // so a failed create leaves nothing in /dev/shm.
-    ::shm_unlink(normalize_key(key).c_str());
-    throw;
-  }
+  return with_operation(Operation::create, key, [&] {
+    SharedMemoryObject object = SharedMemoryObject::create_unpublished(key, size, options.mode, options.reserve);
+    auto mapping = std::make_shared<Mapping>(object.fd(), size);
+    if (options.prefault) mapping->prefault_unpublished();
+    object.publish();
+    return std::shared_ptr<Region>(new Region(std::move(object), std::move(mapping)));
+  });
 }
 
 std::shared_ptr<Region> Region::open(std::string_view key) {
-  return std::shared_ptr<Region>(new Region(SharedMemoryObject(open_only, std::string(key)), false));
+  return with_operation(Operation::open, key, [&] {
+    SharedMemoryObject object(open_only, key);
+    auto mapping = std::make_shared<const Mapping>(object.fd(), object.size());
+    return std::shared_ptr<Region>(new Region(std::move(object), std::move(mapping)));
+  });
 }
 
-std::shared_ptr<Region> Region::try_open(std::string_view key) {
-  std::optional<SharedMemoryObject> object = SharedMemoryObject::try_open(std::string(key));
-  if (!object) return nullptr;
-  return std::shared_ptr<Region>(new Region(std::move(*object), false));
+std::shared_ptr<Region> Region::open_or_create(std::string_view key, uint64_t size, const RegionOptions& options) {
+  return with_operation(Operation::create, key, [&] {
+    for (int attempt = 0;; ++attempt) {
+      if (std::optional<SharedMemoryObject> object = SharedMemoryObject::try_open(key)) {
+        auto mapping = std::make_shared<const Mapping>(object->fd(), object->size());
+        return std::shared_ptr<Region>(new Region(std::move(*object), std::move(mapping)));
+      }
+      try {
+        return create(key, size, options);
+      } catch (const SharedMemoryError& e) {
+        // Someone created it since we looked: open theirs.
+        if (e.os_error() != EEXIST || attempt == 8) throw;
+      }
+    }
+  });
 }
 
-Region::Region(SharedMemoryObject object, bool created) : object_(std::move(object)), created_(created) {
-  const ObjectStatus status = object_.status();
-  identity_ = status.identity;
-  mapping_ = std::make_shared<const Mapping>(object_.fd(), status.size, ("'" + object_.key() + "'").c_str());
-}
+Region::Region(SharedMemoryObject object, std::shared_ptr<const Mapping> mapping)
+    : object_(std::move(object)), mapping_(std::move(mapping)) {}
 
-void Region::check_bounds(uint64_t offset, uint64_t length, const char* what) const {
+void Region::check_bounds(uint64_t offset, uint64_t length, Operation op) const {
   const uint64_t mapped = size();
   if (offset > mapped || length > mapped - offset) {
     // Written so that no sum can overflow: offsets near 2^64 are reported as given.
-    throw SharedMemoryError(std::string(what) + " shared memory region '" + key() + "': " + std::to_string(length) +
-                            " bytes at offset " + std::to_string(offset) + " do not fit in its " +
-                            std::to_string(mapped) + " bytes");
+    throw SharedMemoryError(op, key(),
+                            std::to_string(length) + " bytes at offset " + std::to_string(offset) +
+                                " do not fit in its " + std::to_string(mapped) + " bytes");
   }
 }
 
-void Region::throw_shrunk(uint64_t offset, uint64_t length, const char* what) const {
-  throw SharedMemoryError(std::string(what) + " shared memory region '" + key() + "': the object was shrunk to " +
-                          std::to_string(object_.size()) + " bytes by another process, below the " +
-                          std::to_string(size()) + " bytes mapped here (access of " + std::to_string(length) +
-                          " bytes at offset " + std::to_string(offset) + ")");
+void Region::throw_fault(const void* address, const void* other_begin, uint64_t offset, uint64_t length,
+                         Operation op) const {
+  const std::string access =
+      " (access of " + std::to_string(length) + " bytes at offset " + std::to_string(offset) + ")";
+  if (address == nullptr || detail::fault_within({address}, data(), size()) || other_begin == nullptr) {
+    uint64_t now = 0;
+    try {
+      now = object_.current_size();
+    } catch (const SharedMemoryError&) {
+    }
+    throw SharedMemoryError(op, key(),
+                            "the object was shrunk to " + std::to_string(now) + " bytes by another process, below the " +
+                                std::to_string(size()) + " bytes mapped here" + access);
+  }
+  char where[32];
+  std::snprintf(where, sizeof where, "%p", address);
+  throw SharedMemoryError(op, key(),
+                          std::string(op == Operation::set ? "the source data stopped being readable"
+                                                           : "the destination stopped being writable") +
+                              " during the copy, not this region (bus error at " + where +
+                              ": that memory is backed by a file or region that was truncated); part of the data "
+                              "may have been copied" + access);
 }
 
-void Region::check_range(uint64_t offset, uint64_t length, const char* what) const {
-  check_bounds(offset, length, what);
-  if (length != 0 && offset + length > object_.size()) throw_shrunk(offset, length, what);
-}
-
-void Region::check_backed(uint64_t offset, uint64_t length, const char* what) const {
-  check_bounds(offset, length, what);
-  if (length != 0 && !probe_readable(data() + offset + length - 1)) throw_shrunk(offset, length, what);
+void Region::check_backed(uint64_t offset, uint64_t length, Operation op) const {
+  check_bounds(offset, length, op);
+  if (length == 0) return;
+  if (auto fault = detail::probe_readable(data() + offset + length - 1)) {
+    throw_fault(fault->address, nullptr, offset, length, op);
+  }
 }
 
 std::span<std::byte> Region::bytes(uint64_t offset, uint64_t length) const {
-  check_range(offset, length, "unable to access");
+  check_backed(offset, length, Operation::read);
   return {data() + offset, static_cast<std::size_t>(length)};
 }
 
@@ -78,14 +101,16 @@ void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> 
   uint64_t total = 0;
   for (const auto& part : parts) {
     if (part.size() > UINT64_MAX - total) {
-      throw SharedMemoryError("unable to set shared memory region '" + key() + "': the total size overflows 64 bits");
+      throw SharedMemoryError(Operation::set, key(), "the total size overflows 64 bits");
     }
     total += part.size();
   }
-  check_bounds(offset, total, "unable to set");
+  check_bounds(offset, total, Operation::set);
   std::byte* dst = data() + offset;
   for (const auto& part : parts) {
-    if (!copy_guarded(dst, part.data(), part.size())) throw_shrunk(offset, total, "unable to set");
+    if (auto fault = detail::copy_guarded(dst, part.data(), part.size())) {
+      throw_fault(fault->address, part.data(), offset, total, Operation::set);
+    }
     dst += part.size();
   }
 }
@@ -96,20 +121,37 @@ void Region::write(uint64_t offset, const void* data, uint64_t length) const {
 }
 
 void Region::read(uint64_t offset, void* out, uint64_t length) const {
-  check_bounds(offset, length, "unable to read");
-  if (!copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length))) {
-    throw_shrunk(offset, length, "unable to read");
+  check_bounds(offset, length, Operation::read);
+  if (auto fault = detail::copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length))) {
+    throw_fault(fault->address, out, offset, length, Operation::read);
   }
 }
 
-bool Region::unlink() const {
-  struct stat st{};
-  if (::stat(key_path(key()).c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;
-  } else if (ObjectIdentity{st.st_dev, st.st_ino} != identity_) {
-    return false;  // the key now names someone else's object
+std::vector<std::string_view> Region::read_bytes(uint64_t offset, uint64_t count) const {
+  return with_operation(Operation::read, key(), [&] {
+    if (offset > size()) {
+      throw SharedMemoryError("offset " + std::to_string(offset) + " is past its end (" + std::to_string(size()) +
+                              " bytes)");
+    }
+    const std::span<const std::byte> rest(data() + offset, static_cast<std::size_t>(size() - offset));
+    const std::string context = "BYTES tensor at offset " + std::to_string(offset);
+    std::vector<std::string_view> elements = detail::allocate_bytes_views(rest, count, context);
+    detail::BytesDecode decoded;
+    auto decode = [&]() noexcept { decoded = detail::decode_bytes(rest, count, elements.data()); };
+    if (auto fault = detail::guarded(decode)) throw_fault(fault->address, nullptr, offset, rest.size(), Operation::read);
+    if (!decoded.ok()) detail::throw_malformed(decoded, rest, context);
+    return elements;
+  });
+}
+
+void Region::copy_out(std::span<const std::string_view> elements, std::span<std::byte* const> destinations) const {
+  if (auto fault = detail::copy_each_guarded(elements, destinations)) {
+    throw_fault(fault->address, nullptr, 0, size(), Operation::read);
   }
-  return SharedMemoryObject::remove(key());
+}
+
+bool Region::remove_if_owned() const {
+  return with_operation(Operation::destroy, key(), [&] { return object_.remove_if_owned(); });
 }
 
 }  // namespace tritonshm

@@ -1,12 +1,14 @@
 #include "tritonshm/registry.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
 
-#include "tritonshm/key.hpp"
+#include "tritonshm/detail/key.hpp"
 
 namespace tritonshm {
 namespace {
@@ -15,7 +17,6 @@ struct Entry {
   std::string key_as_given;
   std::shared_ptr<Region> region;
   std::size_t handles = 0;
-  bool needs_unlink = false;  // some handle of this key created the object
   uint64_t order = 0;
 };
 
@@ -29,28 +30,15 @@ struct Registry {
 };
 
 Registry& registry() {
-  static Registry* instance = new Registry();
+  static Registry* instance = [] {
+    auto* r = new Registry();
+    // fork() copies only the calling thread: if another thread held the lock
+    // then, the child would wait for it forever. Hold it across fork instead.
+    ::pthread_atfork([] { registry().mutex.lock(); }, [] { registry().mutex.unlock(); },
+                     [] { registry().mutex.unlock(); });
+    return r;
+  }();
   return *instance;
-}
-
-enum class Acquire { open_or_create, create_only, open_only };
-
-// Opens or creates the object without holding the registry lock: creation may
-// reserve gigabytes, and other keys should not wait for that.
-std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t byte_size, Acquire how,
-                                       const RegionOptions& options) {
-  if (how == Acquire::create_only) return Region::create(key, byte_size, options);
-  if (how == Acquire::open_only) return Region::open(key);
-  // Another process may create or remove the name between our two tries;
-  // a few rounds settle any real race.
-  for (int attempt = 0;; ++attempt) {
-    if (std::shared_ptr<Region> existing = Region::try_open(key)) return existing;
-    try {
-      return Region::create(key, byte_size, options);
-    } catch (const SharedMemoryError& e) {
-      if (e.os_error() != EEXIST || attempt == 8) throw;
-    }
-  }
 }
 
 }  // namespace
@@ -98,50 +86,49 @@ bool Handle::live() const {
 }
 
 std::shared_ptr<Region> Handle::region() const {
-  if (!state_) throw SharedMemoryError("shared memory handle is not mapped to any region");
+  if (!state_) throw SharedMemoryError("the handle is not mapped to any region");
   std::lock_guard lock(state_->mutex);
   if (!state_->region) {
-    throw SharedMemoryError("shared memory handle '" + state_->name + "' (key '" + state_->key +
-                            "') was destroyed and can no longer be used");
+    throw SharedMemoryError("the handle '" + state_->name + "' was destroyed and can no longer be used");
   }
   return state_->region;
 }
 
 void Handle::destroy() {
-  if (!state_) throw SharedMemoryError("unable to destroy shared memory handle: it is not mapped to any region");
+  if (!state_) throw SharedMemoryError(Operation::destroy, "", "the handle is not mapped to any region");
   std::shared_ptr<Region> region;
   {
     std::lock_guard lock(state_->mutex);
     if (!state_->region) {
-      throw SharedMemoryError("unable to destroy shared memory handle '" + state_->name + "' (key '" + state_->key +
-                              "'): it was already destroyed");
+      throw SharedMemoryError(Operation::destroy, state_->key, "the handle '" + state_->name + "' was already destroyed");
     }
     region = std::move(state_->region);
   }
-  std::shared_ptr<Region> to_unlink;
+  std::shared_ptr<Region> last;
   {
     Registry& r = registry();
     std::lock_guard lock(r.mutex);
     auto it = r.entries.find(state_->normalized_key);
     if (it != r.entries.end() && --it->second.handles == 0) {
-      if (it->second.needs_unlink) to_unlink = it->second.region;
+      last = std::move(it->second.region);
       r.entries.erase(it);
     }
   }
   // Outside the lock: the handle is already released whatever the kernel says.
-  if (to_unlink) to_unlink->unlink();
+  if (last) last->remove_if_owned();
 }
 
 class HandleFactory {
  public:
-  static Handle acquire(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size, Acquire how,
-                        const RegionOptions& options) {
+  template <class Tag>
+  static Handle acquire(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size, Tag tag,
+                        const RegionOptions& options, Operation op) {
     auto state = std::make_unique<Handle::State>();
     state->name = std::move(triton_shm_name);
     state->key = std::string(shm_key);
-    state->normalized_key = normalize_key(shm_key);
+    state->normalized_key = with_operation(op, shm_key, [&] { return detail::normalize_key(shm_key); });
     Registry& r = registry();
-    if (how != Acquire::create_only) {
+    if constexpr (!std::is_same_v<Tag, create_only_t>) {
       std::lock_guard lock(r.mutex);
       auto it = r.entries.find(state->normalized_key);
       if (it != r.entries.end()) {
@@ -150,7 +137,9 @@ class HandleFactory {
         return Handle(std::move(state));
       }
     }
-    std::shared_ptr<Region> region = open_or_create(shm_key, byte_size, how, options);
+    // Without the lock: creation may reserve gigabytes, and other keys should
+    // not wait for that.
+    std::shared_ptr<Region> region = Region::acquire(tag, shm_key, byte_size, options);
     std::lock_guard lock(r.mutex);
     auto [it, inserted] = r.entries.try_emplace(state->normalized_key);
     Entry& entry = it->second;
@@ -158,14 +147,13 @@ class HandleFactory {
       entry.key_as_given = state->key;
       entry.order = r.next_order++;
       entry.region = region;
-    } else if (region->created()) {
+    } else if (region->owns()) {
       // Our old object's name was removed behind our back and we made a new
       // one: new handles share the new object; old handles keep the old mapping.
       entry.region = region;
     } else {
       region = entry.region;  // another thread attached first: share its mapping
     }
-    entry.needs_unlink = entry.needs_unlink || region->created();
     ++entry.handles;
     state->region = std::move(region);
     return Handle(std::move(state));
@@ -173,13 +161,17 @@ class HandleFactory {
 };
 
 Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
-                                   bool create_only, const RegionOptions& options) {
-  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, byte_size,
-                                create_only ? Acquire::create_only : Acquire::open_or_create, options);
+                                   open_or_create_t tag, const RegionOptions& options) {
+  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, byte_size, tag, options, Operation::create);
+}
+
+Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
+                                   create_only_t tag, const RegionOptions& options) {
+  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, byte_size, tag, options, Operation::create);
 }
 
 Handle attach_shared_memory_region(std::string triton_shm_name, std::string_view shm_key) {
-  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, 0, Acquire::open_only, {});
+  return HandleFactory::acquire(std::move(triton_shm_name), shm_key, 0, open_only, {}, Operation::open);
 }
 
 std::vector<std::string> mapped_shared_memory_regions() {
@@ -198,7 +190,7 @@ std::vector<std::string> mapped_shared_memory_regions() {
 }
 
 std::size_t handle_count(std::string_view key) {
-  const std::string normalized = normalize_key(key);
+  const std::string normalized = detail::normalize_key(key);
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
   auto it = r.entries.find(normalized);

@@ -4,8 +4,9 @@
 #include <bit>
 #include <cstring>
 
+#include "bytes_decoder.hpp"
+#include "copy.hpp"
 #include "parallel.hpp"
-#include "tritonshm/copy.hpp"
 #include "tritonshm/error.hpp"
 
 namespace tritonshm {
@@ -62,8 +63,14 @@ void serialize_bytes_into(std::span<const std::string_view> elements, std::span<
     destinations[i] = p + 4;
     p += 4 + elements[i].size();
   }
-  if (!copy_each_guarded(elements, destinations)) {
+  if (detail::copy_each_guarded(elements, destinations)) {
     throw SharedMemoryError("cannot serialize BYTES tensor: an element's memory stopped being readable");
+  }
+}
+
+void copy_elements(std::span<const std::string_view> elements, std::span<std::byte* const> destinations) {
+  if (detail::copy_each_guarded(elements, destinations)) {
+    throw SharedMemoryError("copying BYTES elements: an element's memory stopped being readable");
   }
 }
 
@@ -73,39 +80,69 @@ std::vector<std::byte> serialize_bytes(std::span<const std::string_view> element
   return out;
 }
 
-std::vector<std::string_view> deserialize_bytes(std::span<const std::byte> data, std::optional<uint64_t> count,
-                                                std::string_view context, uint64_t* consumed) {
-  std::vector<std::string_view> elements;
-  // Every element takes at least 4 bytes, so a count larger than that cannot
-  // be right; checking first keeps a hostile count from reserving gigabytes.
-  if (count) {
-    if (*count > data.size() / 4) {
-      throw SharedMemoryError("malformed " + std::string(context) + ": " + std::to_string(*count) +
-                              " elements need at least " + std::to_string(*count) + " x 4 bytes, only " +
-                              std::to_string(data.size()) + " are available");
-    }
-    elements.reserve(static_cast<std::size_t>(*count));
-  }
+namespace detail {
+
+BytesDecode decode_bytes(std::span<const std::byte> data, std::optional<uint64_t> count,
+                         std::string_view* out) noexcept {
+  BytesDecode d;
   const std::byte* const begin = data.data();
   const std::size_t size = data.size();
   std::size_t pos = 0;
-  while (count ? elements.size() < *count : pos < size) {
+  while (count ? d.elements < *count : pos < size) {
     if (size - pos < 4) {
-      throw SharedMemoryError("malformed " + std::string(context) + ": element " + std::to_string(elements.size()) +
-                              " at byte " + std::to_string(pos) + " needs a 4-byte length, only " +
-                              std::to_string(size - pos) + " bytes remain of " + std::to_string(size));
+      d.status = BytesDecode::Status::missing_length;
+      break;
     }
     const uint32_t length = load_le32(begin + pos);
-    pos += 4;
-    if (length > size - pos) {
-      throw SharedMemoryError("malformed " + std::string(context) + ": element " + std::to_string(elements.size()) +
-                              " at byte " + std::to_string(pos - 4) + " declares " + std::to_string(length) +
-                              " bytes, only " + std::to_string(size - pos) + " remain of " + std::to_string(size));
+    if (length > size - pos - 4) {
+      d.status = BytesDecode::Status::overrun;
+      d.declared = length;
+      break;
     }
-    elements.emplace_back(reinterpret_cast<const char*>(begin + pos), length);
-    pos += length;
+    if (out != nullptr) out[d.elements] = {reinterpret_cast<const char*>(begin + pos + 4), length};
+    pos += 4 + std::size_t{length};
+    ++d.elements;
   }
-  if (consumed) *consumed = pos;
+  d.position = pos;
+  return d;
+}
+
+std::vector<std::string_view> allocate_bytes_views(std::span<const std::byte> data, uint64_t count,
+                                                   std::string_view context) {
+  if (count > data.size() / 4) {
+    throw SharedMemoryError("malformed " + std::string(context) + ": " + std::to_string(count) +
+                            " elements need at least " + std::to_string(count) + " x 4 bytes, only " +
+                            std::to_string(data.size()) + " are available");
+  }
+  return std::vector<std::string_view>(static_cast<std::size_t>(count));
+}
+
+void throw_malformed(const BytesDecode& d, std::span<const std::byte> data, std::string_view context) {
+  const uint64_t size = data.size();
+  if (d.status == BytesDecode::Status::missing_length) {
+    throw SharedMemoryError("malformed " + std::string(context) + ": element " + std::to_string(d.elements) +
+                            " at byte " + std::to_string(d.position) + " needs a 4-byte length, only " +
+                            std::to_string(size - d.position) + " bytes remain of " + std::to_string(size));
+  }
+  throw SharedMemoryError("malformed " + std::string(context) + ": element " + std::to_string(d.elements) +
+                          " at byte " + std::to_string(d.position) + " declares " + std::to_string(d.declared) +
+                          " bytes, only " + std::to_string(size - d.position - 4) + " remain of " +
+                          std::to_string(size));
+}
+
+}  // namespace detail
+
+std::vector<std::string_view> deserialize_bytes(std::span<const std::byte> data, std::optional<uint64_t> count,
+                                                std::string_view context, uint64_t* consumed) {
+  // Count first (no allocation), then decode into views.
+  const detail::BytesDecode counted = detail::decode_bytes(data, count, nullptr);
+  if (!counted.ok()) {
+    if (count) (void)detail::allocate_bytes_views(data, *count, context);  // a hostile count says so first
+    detail::throw_malformed(counted, data, context);
+  }
+  std::vector<std::string_view> elements(static_cast<std::size_t>(counted.elements));
+  (void)detail::decode_bytes(data, counted.elements, elements.data());
+  if (consumed) *consumed = counted.position;
   return elements;
 }
 
@@ -159,19 +196,20 @@ std::vector<float> deserialize_bf16(std::span<const std::byte> data) {
 }
 
 namespace {
-struct TypeInfo {
-  DataType type;
-  std::string_view name;
-  std::size_t size;
-};
-constexpr std::array<TypeInfo, 14> kTypes{{
-    {DataType::BOOL, "BOOL", 1},   {DataType::UINT8, "UINT8", 1},   {DataType::UINT16, "UINT16", 2},
-    {DataType::UINT32, "UINT32", 4}, {DataType::UINT64, "UINT64", 8}, {DataType::INT8, "INT8", 1},
-    {DataType::INT16, "INT16", 2}, {DataType::INT32, "INT32", 4},   {DataType::INT64, "INT64", 8},
-    {DataType::FP16, "FP16", 2},   {DataType::FP32, "FP32", 4},     {DataType::FP64, "FP64", 8},
-    {DataType::BF16, "BF16", 2},   {DataType::BYTES, "BYTES", 0},
+// The one table of Triton's data types; the Python package builds its
+// np_to_triton_dtype and triton_to_np_dtype from it (data_types()).
+constexpr std::array<DataTypeInfo, 14> kTypes{{
+    {DataType::BOOL, "BOOL", 1, "bool"},          {DataType::UINT8, "UINT8", 1, "uint8"},
+    {DataType::UINT16, "UINT16", 2, "uint16"},    {DataType::UINT32, "UINT32", 4, "uint32"},
+    {DataType::UINT64, "UINT64", 8, "uint64"},    {DataType::INT8, "INT8", 1, "int8"},
+    {DataType::INT16, "INT16", 2, "int16"},       {DataType::INT32, "INT32", 4, "int32"},
+    {DataType::INT64, "INT64", 8, "int64"},       {DataType::FP16, "FP16", 2, "float16"},
+    {DataType::FP32, "FP32", 4, "float32"},       {DataType::FP64, "FP64", 8, "float64"},
+    {DataType::BF16, "BF16", 2, "bfloat16"},      {DataType::BYTES, "BYTES", 0, "object"},
 }};
 }  // namespace
+
+std::span<const DataTypeInfo> data_types() noexcept { return kTypes; }
 
 std::string_view to_string(DataType type) {
   for (const auto& t : kTypes)

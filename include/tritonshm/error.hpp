@@ -1,27 +1,59 @@
-// The one exception type of tritonshm. The Python binding maps it to
-// tritonshm.SharedMemoryException, so every message is written for the person
-// reading a traceback: it names the key, the sizes involved and the OS error.
+// The one exception type of tritonshm. The Python binding raises it as
+// tritonshm.SharedMemoryException.
+//
+// A message is "<operation text> '<key>': <detail>". The operation texts are
+// tritonclient's own ("unable to create the shared memory region", "unable to
+// set the shared memory region"), because code written against tritonclient
+// matches them with regexes; our detail (sizes, the OS error, a hint) follows.
+// Lower layers throw a detail only; the public operation that called them adds
+// its text exactly once (with_operation).
 #pragma once
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace tritonshm {
 
+enum class Operation { none, create, open, set, read, destroy, remove, inspect };
+
+// The text a message about `op` starts with ("" for none).
+std::string_view operation_text(Operation op) noexcept;
+
 class SharedMemoryError : public std::runtime_error {
  public:
-  explicit SharedMemoryError(const std::string& message, int os_error = 0)
-      : std::runtime_error(message), os_error_(os_error) {}
+  // A failure below any public operation: a detail, later given its operation.
+  explicit SharedMemoryError(std::string detail, int os_error = 0);
+  SharedMemoryError(Operation op, std::string key, std::string detail, int os_error = 0);
 
   // The errno that caused the failure, or 0 when the failure is not an OS error
   // (bad argument, out of bounds, malformed data).
   int os_error() const noexcept { return os_error_; }
+  Operation operation() const noexcept { return operation_; }
+  // The key the operation was about, normalized where known; may be empty.
+  const std::string& key() const noexcept { return key_; }
+  const std::string& detail() const noexcept { return detail_; }
 
  private:
+  Operation operation_;
+  std::string key_;
+  std::string detail_;
   int os_error_;
 };
 
-// Throws SharedMemoryError with "<what>: <strerror(err)> (errno <err>)".
+// Throws SharedMemoryError with detail "<what>: <strerror(err)> (errno <err>)".
 [[noreturn]] void throw_os_error(const std::string& what, int err);
+
+// Runs fn(); a SharedMemoryError without an operation leaves it as one of `op`
+// on `key`. Errors that already name their operation pass unchanged.
+template <class F>
+decltype(auto) with_operation(Operation op, std::string_view key, F&& fn) {
+  try {
+    return fn();
+  } catch (const SharedMemoryError& e) {
+    if (e.operation() != Operation::none) throw;
+    throw SharedMemoryError(op, std::string(key), e.detail(), e.os_error());
+  }
+}
 
 }  // namespace tritonshm

@@ -23,6 +23,8 @@ struct RegionInfo {
   int64_t modified = 0;    // seconds since the epoch (last write of the size or data)
   std::vector<pid_t> mapped_by;  // processes with a mapping of it
   std::vector<pid_t> opened_by;  // processes with a descriptor on it
+  // Another tool's region (see is_foreign_key): gc leaves it alone unless asked.
+  bool foreign = false;
   bool in_use() const noexcept { return !mapped_by.empty() || !opened_by.empty(); }
 };
 
@@ -40,23 +42,46 @@ Inventory list_regions();
 // The same for one key; nullopt if it does not exist.
 std::optional<RegionInfo> region_info(std::string_view key);
 
+// Whether a key belongs to a tool that manages its own regions: Triton's
+// Python backend ("/triton_python_backend_shm_region_*") and Python's
+// multiprocessing.shared_memory ("/psm_*", which PyTriton uses). Removing one
+// of those while its owner is between two uses breaks that owner.
+bool is_foreign_key(std::string_view normalized_key) noexcept;
+
+enum class KeepReason { in_use, too_young, uninspected_processes, foreign };
+std::string_view to_string(KeepReason reason) noexcept;
+
+struct KeptRegion {
+  RegionInfo region;
+  KeepReason reason;
+};
+
 struct GarbageReport {
   std::vector<RegionInfo> removed;  // or, in a dry run, would be removed
-  std::vector<RegionInfo> kept;     // still used by a live process, or too young
+  std::vector<KeptRegion> kept;
   std::vector<pid_t> uninspected;
 };
 
 struct GarbageOptions {
   bool dry_run = false;           // only report
   int64_t min_age_seconds = 0;    // spare regions modified more recently
-  std::string prefix;             // only keys starting with it ("/name" form)
+  std::string prefix;             // only keys starting with it (with or without the leading '/')
   // Processes that could not be inspected (no CAP_SYS_PTRACE, another user's)
   // might use any region, so by default nothing is removed while there are
   // any. Set this when you know they do not use shared memory.
   bool trust_uninspected = false;
+  // Also collect other tools' regions (is_foreign_key).
+  bool include_foreign = false;
 };
 
-// Removes regions that no live process maps or holds open.
+// Removes regions that no live process maps or holds open. /proc is scanned
+// twice per call, whatever the number of regions: once to choose, and once
+// more just before removing, to spare a region someone began using meanwhile.
 GarbageReport collect_garbage(const GarbageOptions& options = {});
+
+// Removes the region `key`, refusing (SharedMemoryError naming the processes)
+// while a live process maps it or holds it open, unless `force`. Returns false
+// if there is no such region.
+bool remove_region(std::string_view key, bool force = false);
 
 }  // namespace tritonshm

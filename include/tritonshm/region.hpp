@@ -1,7 +1,7 @@
-// A region: a shared memory object together with its mapping and its size, as
-// this process sees it. Bounds are checked against the size before any byte is
-// touched, and against the object's current size in the kernel, so that a
-// region shrunk by another process raises instead of faulting (SIGBUS).
+// A region: a shared memory object together with its mapping, as this process
+// sees it. Bounds are checked before any byte is touched, and every access to
+// the mapping runs under a SIGBUS guard, so that a region shrunk by another
+// process raises instead of killing this one.
 #pragma once
 
 #include <sys/types.h>
@@ -13,10 +13,12 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
+#include "tritonshm/creation_tags.hpp"
+#include "tritonshm/detail/mapping.hpp"
+#include "tritonshm/detail/shared_memory_object.hpp"
 #include "tritonshm/error.hpp"
-#include "tritonshm/mapping.hpp"
-#include "tritonshm/shared_memory_object.hpp"
 
 namespace tritonshm {
 
@@ -26,20 +28,36 @@ struct RegionOptions {
   // Allocate every page at creation (posix_fallocate) so that a full /dev/shm
   // is an exception now rather than SIGBUS on the first write.
   bool reserve = true;
-  // Also fault every page into this process at creation, so the first write
-  // runs at warm-copy speed. Makes creation cost about one page fault per 4 KiB.
+  // Also fault every page into this process at creation, before the region
+  // has its name, so the first write runs at warm-copy speed. Makes creation
+  // cost about one page fault per 4 KiB.
   bool prefault = false;
 };
 
 class Region {
  public:
-  // Creates a new object of `size` bytes and maps it; fails if `key` exists.
-  // If anything after shm_open fails, the name is removed again.
+  // Creates a new region of `size` bytes; fails if `key` exists. All page
+  // work happens before the key is published: nobody sees it half made, and a
+  // failure leaves nothing behind.
   static std::shared_ptr<Region> create(std::string_view key, uint64_t size, const RegionOptions& options = {});
-  // Opens and maps an existing object at its current size.
+  // Opens and maps an existing region at its current size.
   static std::shared_ptr<Region> open(std::string_view key);
-  // The same, or nullptr if no object has this key.
-  static std::shared_ptr<Region> try_open(std::string_view key);
+  // Opens `key` if it exists, else creates it (a few rounds settle a race with
+  // another process creating or removing it meanwhile).
+  static std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t size,
+                                                const RegionOptions& options = {});
+  // The three by tag.
+  static std::shared_ptr<Region> acquire(create_only_t, std::string_view key, uint64_t size,
+                                         const RegionOptions& options = {}) {
+    return create(key, size, options);
+  }
+  static std::shared_ptr<Region> acquire(open_only_t, std::string_view key, uint64_t = 0, const RegionOptions& = {}) {
+    return open(key);
+  }
+  static std::shared_ptr<Region> acquire(open_or_create_t, std::string_view key, uint64_t size,
+                                         const RegionOptions& options = {}) {
+    return open_or_create(key, size, options);
+  }
 
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
@@ -49,66 +67,71 @@ class Region {
   // The size mapped by this process, fixed when the region was opened.
   uint64_t size() const noexcept { return mapping_->size(); }
   std::byte* data() const noexcept { return mapping_->data(); }
-  // True if this process created the object (and so may unlink it).
-  bool created() const noexcept { return created_; }
-  ObjectIdentity identity() const noexcept { return identity_; }
+  // True in the process that created the region (false in one that opened
+  // it, and in a child made by fork()): only the owner removes the name.
+  bool owns() const noexcept { return object_.owns(); }
+  detail::ObjectIdentity identity() const noexcept { return object_.identity(); }
 
   // The mapping, shared so that views of it (numpy arrays, spans handed to
   // other code) keep the memory mapped after the region is released.
-  const std::shared_ptr<const Mapping>& mapping() const noexcept { return mapping_; }
+  const std::shared_ptr<const detail::Mapping>& mapping() const noexcept { return mapping_; }
 
-  // Throws unless [offset, offset + length) lies inside the region. `what`
-  // starts the message ("unable to set", "unable to read"). No system call.
-  void check_bounds(uint64_t offset, uint64_t length, const char* what) const;
-  // check_bounds, and also that the range lies inside the object as the
-  // kernel has it now (one fstat): another process may have shrunk it, and a
-  // page past its end would raise SIGBUS when touched.
-  void check_range(uint64_t offset, uint64_t length, const char* what) const;
-  // The same promise without a system call: reads the range's last byte under
-  // the SIGBUS guard. Truncation removes pages from the end, so if the last
-  // page is backed, the whole range is.
-  void check_backed(uint64_t offset, uint64_t length, const char* what) const;
+  // Throws (as a failure of `op`) unless [offset, offset + length) lies inside
+  // the region. No system call.
+  void check_bounds(uint64_t offset, uint64_t length, Operation op) const;
+  // check_bounds, and also that the range is still backed: reads its last byte
+  // under the SIGBUS guard (truncation removes pages from the end, so if the
+  // last page is backed, the whole range is). No system call.
+  void check_backed(uint64_t offset, uint64_t length, Operation op) const;
 
-  // Bytes [offset, offset + length), checked as above.
+  // Bytes [offset, offset + length), checked as check_backed does. Touching
+  // them later is plain memory: a shrink after this call can still SIGBUS.
   std::span<std::byte> bytes(uint64_t offset, uint64_t length) const;
 
-  // `count` elements of T at `offset`, checked for bounds and alignment.
+  // `count` elements of T at `offset`, checked as bytes() does and for alignment.
   template <class T>
   std::span<T> as(uint64_t offset, uint64_t count) const {
     static_assert(std::is_trivially_copyable_v<T>, "regions hold plain bytes");
     if (count > UINT64_MAX / sizeof(T)) {
-      throw SharedMemoryError("unable to read shared memory region '" + key() + "': " + std::to_string(count) +
-                              " elements overflow 64 bits");
+      throw SharedMemoryError(Operation::read, key(), std::to_string(count) + " elements overflow 64 bits");
     }
     std::span<std::byte> b = bytes(offset, count * sizeof(T));
     if (reinterpret_cast<std::uintptr_t>(b.data()) % alignof(T) != 0) {
-      throw SharedMemoryError("unable to read shared memory region '" + key() + "': offset " + std::to_string(offset) +
-                              " is not aligned to " + std::to_string(alignof(T)) + " bytes");
+      throw SharedMemoryError(Operation::read, key(),
+                              "offset " + std::to_string(offset) + " is not aligned to " +
+                                  std::to_string(alignof(T)) + " bytes");
     }
     return {reinterpret_cast<T*>(b.data()), static_cast<std::size_t>(count)};
   }
 
   // Copies the parts one after another starting at `offset`. Every bound is
   // checked before the first byte is written: a write that does not fit
-  // changes nothing. If another process shrinks the object during the copy,
-  // the copy stops and this throws (instead of SIGBUS killing the process).
+  // changes nothing. If another process shrinks the region during the copy,
+  // or a part's own memory stops being readable, the copy stops and this
+  // throws, saying which of the two it was (instead of SIGBUS).
   void write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const;
   void write(uint64_t offset, const void* data, uint64_t length) const;
-  // Copies `length` bytes at `offset` out of the region.
+  // Copies `length` bytes at `offset` out of the region, guarded the same way.
   void read(uint64_t offset, void* out, uint64_t length) const;
+  // Decodes `count` elements of a BYTES tensor at `offset` (see
+  // tensor_codec.hpp) into views of the mapping, under the SIGBUS guard. The
+  // views are valid while mapping() lives.
+  std::vector<std::string_view> read_bytes(uint64_t offset, uint64_t count) const;
 
-  // Removes the region's name if it still names this very object (not one
-  // that someone created under the same key after ours was removed). Returns
-  // whether it removed anything.
-  bool unlink() const;
+  // Copies elements (views into this region, as read_bytes gives) to their
+  // destinations, guarded as read() is; large totals are split across threads.
+  void copy_out(std::span<const std::string_view> elements, std::span<std::byte* const> destinations) const;
+
+  // Removes the region's name if this process owns it and the name still
+  // names this very object. Returns whether it removed anything.
+  bool remove_if_owned() const;
 
  private:
-  Region(SharedMemoryObject object, bool created);
-  [[noreturn]] void throw_shrunk(uint64_t offset, uint64_t length, const char* what) const;
-  SharedMemoryObject object_;
-  std::shared_ptr<const Mapping> mapping_;
-  ObjectIdentity identity_;
-  bool created_;
+  Region(detail::SharedMemoryObject object, std::shared_ptr<const detail::Mapping> mapping);
+  [[noreturn]] void throw_fault(const void* address, const void* other_begin, uint64_t offset, uint64_t length,
+                                Operation op) const;
+  detail::SharedMemoryObject object_;
+  std::shared_ptr<const detail::Mapping> mapping_;
 };
 
 }  // namespace tritonshm

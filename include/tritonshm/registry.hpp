@@ -2,15 +2,18 @@
 // tritonclient.utils.shared_memory: handles are counted per key, destroying a
 // handle releases one count, and the name is unlinked when the last handle of
 // a region that this process created is destroyed. A region that was only
-// attached to is never unlinked by us.
+// attached to, or created by the parent of a forked child, is never unlinked
+// by us. The table only counts: acquiring and removing are the Region's.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "tritonshm/creation_tags.hpp"
 #include "tritonshm/region.hpp"
 
 namespace tritonshm {
@@ -39,7 +42,8 @@ class Handle {
   std::shared_ptr<Region> region() const;
 
   // Releases this handle; unlinks the name if it was the last handle of a
-  // region created by this process. A second destroy() throws.
+  // region created by this process (not by the parent of a forked child).
+  // A second destroy() throws.
   void destroy();
 
  private:
@@ -49,16 +53,23 @@ class Handle {
   std::unique_ptr<State> state_;
 };
 
-// Returns a handle on the region `shm_key`. With create_only false an existing
-// region is attached to (its size may differ from byte_size: compare
-// handle.region()->size()); otherwise it is created, and with create_only true
-// an existing one is an error. Regions this process already holds are shared,
-// not mapped twice.
+// A handle on the region `shm_key`, acquired as the tag says:
+// open_or_create attaches to an existing region (its size may differ from
+// byte_size: compare handle.region()->size()) or creates it; create_only
+// fails if it exists. Regions this process already holds are shared, not
+// mapped twice. Failures say "unable to create the shared memory region".
 Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
-                                   bool create_only = false, const RegionOptions& options = {});
+                                   open_or_create_t, const RegionOptions& options = {});
+Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
+                                   create_only_t, const RegionOptions& options = {});
+// open_or_create, as tritonclient's create_only=False default.
+inline Handle create_shared_memory_region(std::string triton_shm_name, std::string_view shm_key, uint64_t byte_size,
+                                          const RegionOptions& options = {}) {
+  return create_shared_memory_region(std::move(triton_shm_name), shm_key, byte_size, open_or_create, options);
+}
 
-// Returns a handle on the existing region `shm_key`, never creating one:
-// throws (errno ENOENT) if it does not exist. Such a handle never unlinks.
+// A handle on the existing region `shm_key`, never creating one: throws
+// (errno ENOENT) if it does not exist. Such a handle never unlinks.
 Handle attach_shared_memory_region(std::string triton_shm_name, std::string_view shm_key);
 
 // The keys this process holds handles on, as first spelled, oldest first.

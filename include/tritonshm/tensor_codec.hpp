@@ -36,6 +36,11 @@ std::vector<std::string_view> deserialize_bytes(std::span<const std::byte> data,
                                                 std::string_view context = "BYTES tensor",
                                                 uint64_t* consumed = nullptr);
 
+// Copies each element to destinations[i] (room for it each); large totals are
+// split across threads. For elements in a region use Region::copy_out, which
+// also survives the region being shrunk meanwhile.
+void copy_elements(std::span<const std::string_view> elements, std::span<std::byte* const> destinations);
+
 // ---- BF16 ----
 
 void serialize_bf16_into(std::span<const float> values, std::span<std::byte> out);  // out: 2 bytes a value
@@ -46,6 +51,15 @@ std::vector<float> deserialize_bf16(std::span<const std::byte> data);
 // ---- data types ----
 
 enum class DataType { BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16, BYTES };
+
+struct DataTypeInfo {
+  DataType type;
+  std::string_view name;        // Triton's: "INT32", "BYTES"
+  std::size_t size;             // bytes per element; 0 for BYTES
+  std::string_view numpy_name;  // numpy's: "int32", "object" ("bfloat16" is ml_dtypes')
+};
+// Every type Triton has, once.
+std::span<const DataTypeInfo> data_types() noexcept;
 
 // Triton's name of the type ("INT32", "BYTES", ...).
 std::string_view to_string(DataType type);

@@ -1,12 +1,9 @@
-// The whole public C++ API of tritonshm.
+// The whole public C++ API of tritonshm. (detail/ holds what these build on.)
 #pragma once
 
-#include "tritonshm/copy.hpp"
+#include "tritonshm/creation_tags.hpp"
 #include "tritonshm/error.hpp"
 #include "tritonshm/inventory.hpp"
-#include "tritonshm/key.hpp"
-#include "tritonshm/mapping.hpp"
 #include "tritonshm/region.hpp"
 #include "tritonshm/registry.hpp"
-#include "tritonshm/shared_memory_object.hpp"
 #include "tritonshm/tensor_codec.hpp"

@@ -1,15 +1,15 @@
 #include <gtest/gtest.h>
 
 #include "tritonshm/error.hpp"
-#include "tritonshm/key.hpp"
+#include "tritonshm/detail/key.hpp"
 
-using tritonshm::normalize_key;
+using tritonshm::detail::normalize_key;
 using tritonshm::SharedMemoryError;
 
 TEST(Key, LeadingSlashIsOptional) {
   EXPECT_EQ(normalize_key("abc"), "/abc");
   EXPECT_EQ(normalize_key("/abc"), "/abc");
-  EXPECT_EQ(tritonshm::key_path("/abc"), "/dev/shm/abc");
+  EXPECT_EQ(tritonshm::detail::key_path("/abc"), "/dev/shm/abc");
 }
 
 TEST(Key, RejectsNamesNoObjectCanCarry) {

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -13,6 +14,7 @@
 
 #include "test_support.hpp"
 #include "tritonshm/region.hpp"
+#include "tritonshm/tensor_codec.hpp"
 
 using namespace tritonshm;
 using tritonshm::testing::exists;
@@ -23,12 +25,12 @@ TEST(Region, CreateSizesMapsAndIsPrivate) {
   const std::string key = jar.make();
   auto region = Region::create(key, 4096);
   EXPECT_EQ(region->size(), 4096u);
-  EXPECT_TRUE(region->created());
+  EXPECT_TRUE(region->owns());
   struct stat st{};
   ASSERT_EQ(::stat(("/dev/shm" + key).c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 4096);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
-  EXPECT_TRUE(region->unlink());
+  EXPECT_TRUE(region->remove_if_owned());
   EXPECT_FALSE(exists(key));
 }
 
@@ -43,7 +45,7 @@ TEST(Region, CreateFailsWithEexistWhenKeyExists) {
     EXPECT_EQ(e.os_error(), EEXIST);
     EXPECT_NE(std::string(e.what()).find(key), std::string::npos);
   }
-  region->unlink();
+  region->remove_if_owned();
 }
 
 TEST(Region, OpenSeesCreatorsBytes) {
@@ -53,10 +55,10 @@ TEST(Region, OpenSeesCreatorsBytes) {
   const int32_t values[4] = {1, 2, 3, 4};
   writer->write(8, values, sizeof values);
   auto reader = Region::open(key.substr(1));  // without the slash
-  EXPECT_FALSE(reader->created());
+  EXPECT_FALSE(reader->owns());
   auto span = reader->as<int32_t>(8, 4);
   EXPECT_EQ(std::vector<int32_t>(span.begin(), span.end()), (std::vector<int32_t>{1, 2, 3, 4}));
-  writer->unlink();
+  writer->remove_if_owned();
 }
 
 TEST(Region, WriteThatDoesNotFitChangesNothing) {
@@ -70,7 +72,7 @@ TEST(Region, WriteThatDoesNotFitChangesNothing) {
   EXPECT_THROW(region->write(UINT64_MAX - 3, a.data(), 8), SharedMemoryError);
   EXPECT_THROW(region->write(33, a.data(), 0), SharedMemoryError);
   for (std::byte x : region->bytes(0, 32)) EXPECT_EQ(x, std::byte{1});
-  region->unlink();
+  region->remove_if_owned();
 }
 
 TEST(Region, TypedAccessChecksBoundsAndAlignment) {
@@ -80,17 +82,17 @@ TEST(Region, TypedAccessChecksBoundsAndAlignment) {
   EXPECT_THROW(region->as<double>(8, 8), SharedMemoryError);
   EXPECT_THROW(region->as<double>(4, 1), SharedMemoryError);  // misaligned
   EXPECT_THROW(region->as<double>(0, UINT64_MAX / 4), SharedMemoryError);
-  region->unlink();
+  region->remove_if_owned();
 }
 
 TEST(Region, MappingOutlivesRegionAndUnlink) {
   KeyJar jar;
-  std::shared_ptr<const Mapping> mapping;
+  std::shared_ptr<const detail::Mapping> mapping;
   {
     auto region = Region::create(jar.make(), 4096);
     std::memset(region->data(), 0x5A, 4096);
     mapping = region->mapping();
-    region->unlink();
+    region->remove_if_owned();
   }
   EXPECT_EQ(mapping->data()[4095], std::byte{0x5A});
 }
@@ -108,7 +110,7 @@ TEST(Region, ShrunkObjectRaisesInsteadOfSigbus) {
     EXPECT_NE(std::string(e.what()).find("shrunk to 4096 bytes"), std::string::npos) << e.what();
   }
   EXPECT_NO_THROW(region->write(0, data.data(), 4096));  // what is still backed stays usable
-  region->unlink();
+  region->remove_if_owned();
 }
 
 TEST(Region, ReserveFailsCleanlyWhenTooLarge) {
@@ -171,7 +173,7 @@ TEST(Region, ShrinkDuringLargeCopiesRaisesInsteadOfSigbus) {
   }
   shrinker.join();
   EXPECT_TRUE(raised);
-  region->unlink();
+  region->remove_if_owned();
 }
 
 TEST(RegionDeathTest, SigbusOutsideOurCopiesStillKillsTheProcess) {
@@ -192,9 +194,91 @@ TEST(RegionDeathTest, SigbusOutsideOurCopiesStillKillsTheProcess) {
         auto region = Region::create(key, 1 << 16);
         region->write(0, "x", 1);  // installs our handler
         ::truncate(("/dev/shm" + key).c_str(), 0);
-        region->unlink();
+        region->remove_if_owned();
         volatile std::byte* p = region->data() + 8192;
         *p = std::byte{1};  // plain store past the end: SIGBUS, not ours to catch
       },
       died_as_before, expected_message);
+}
+
+// The BYTES decoder reads lengths straight from the mapping: a shrink before
+// or during the decode must be an exception, not SIGBUS.
+TEST(Region, BytesDecodeOfAShrunkRegionRaisesInsteadOfSigbus) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  const std::size_t elements = 1 << 20;  // 1 Mi elements of 4 bytes each: 8 MiB
+  auto region = Region::create(key, elements * 8);
+  std::vector<std::string_view> words(elements, std::string_view("abcd"));
+  const std::vector<std::byte> encoded = serialize_bytes(words);
+  region->write(0, encoded.data(), encoded.size());
+  ASSERT_EQ(region->read_bytes(0, elements).size(), elements);
+  ASSERT_EQ(::truncate(("/dev/shm" + key).c_str(), 4096), 0);
+  try {
+    (void)region->read_bytes(0, elements);
+    FAIL() << "decoding past the shrunk end must throw";
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("unable to read the shared memory region '" + key + "': the object was "
+                                          "shrunk to 4096 bytes",
+                                          0),
+              0u)
+        << e.what();
+  }
+  region->remove_if_owned();
+}
+
+// A fault in the source (a view of another region that its owner shrank) is
+// not this region's problem, and the message says so.
+TEST(Region, FaultInTheSourceIsToldApartFromAShrunkRegion) {
+  KeyJar jar;
+  const std::string source_key = jar.make("source"), target_key = jar.make("target");
+  auto source = Region::create(source_key, 1 << 20);
+  auto target = Region::create(target_key, 1 << 20);
+  ASSERT_EQ(::truncate(("/dev/shm" + source_key).c_str(), 4096), 0);
+  try {
+    target->write(0, source->data(), 1 << 20);
+    FAIL() << "copying from unbacked pages must throw";
+  } catch (const SharedMemoryError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("unable to set the shared memory region '" + target_key + "': the source data stopped", 0),
+              0u)
+        << what;
+    EXPECT_EQ(what.find("shrunk"), std::string::npos) << what;
+  }
+  std::vector<std::byte> out(1 << 20);
+  ASSERT_EQ(::truncate(("/dev/shm" + target_key).c_str(), 4096), 0);
+  try {
+    target->read(0, out.data(), out.size());
+    FAIL() << "reading unbacked pages must throw";
+  } catch (const SharedMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("shrunk to 4096 bytes"), std::string::npos) << e.what();
+  }
+  source->remove_if_owned();
+  target->remove_if_owned();
+}
+
+// Prefaulting happens before the key exists, so no other process can watch
+// (or write) a half-made region, and a failure leaves no name behind.
+TEST(Region, PrefaultedRegionAppearsWholeUnderItsKey) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  RegionOptions options;
+  options.prefault = true;
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> smallest_seen{UINT64_MAX};
+  std::thread watcher([&] {
+    while (!done) {
+      struct stat st{};
+      if (::stat(("/dev/shm" + key).c_str(), &st) == 0) {
+        uint64_t seen = smallest_seen;
+        while (static_cast<uint64_t>(st.st_size) < seen && !smallest_seen.compare_exchange_weak(seen, st.st_size)) {
+        }
+      }
+    }
+  });
+  auto region = Region::create(key, 64 << 20, options);
+  done = true;
+  watcher.join();
+  EXPECT_EQ(region->size(), uint64_t{64} << 20);
+  EXPECT_TRUE(smallest_seen == UINT64_MAX || smallest_seen == (uint64_t{64} << 20));
+  region->remove_if_owned();
 }

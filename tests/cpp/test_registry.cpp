@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -31,7 +36,7 @@ TEST(Registry, ScopeExitReleasesLikeDestroy) {
   KeyJar jar;
   const std::string key = jar.make();
   {
-    Handle h = create_shared_memory_region("a", key, 64, true);
+    Handle h = create_shared_memory_region("a", key, 64, create_only);
     EXPECT_TRUE(exists(key));
   }
   EXPECT_FALSE(exists(key));
@@ -44,17 +49,17 @@ TEST(Registry, AttachedRegionIsNotUnlinked) {
   auto creator = Region::create(key, 128);  // as another process would: outside the registry
   {
     Handle h = create_shared_memory_region("a", key, 128);
-    EXPECT_FALSE(h.region()->created());
+    EXPECT_FALSE(h.region()->owns());
   }
   EXPECT_TRUE(exists(key));
-  creator->unlink();
+  creator->remove_if_owned();
 }
 
 TEST(Registry, CreateOnlyFailsOnExistingKeyAndKeepsCount) {
   KeyJar jar;
   const std::string key = jar.make();
   Handle h = create_shared_memory_region("a", key, 64);
-  EXPECT_THROW(create_shared_memory_region("b", key, 64, true), SharedMemoryError);
+  EXPECT_THROW(create_shared_memory_region("b", key, 64, create_only), SharedMemoryError);
   EXPECT_EQ(handle_count(key), 1u);
 }
 
@@ -95,4 +100,65 @@ TEST(Registry, MovedFromHandleIsInert) {
   EXPECT_EQ(handle_count(key), 1u);
   b.destroy();
   EXPECT_FALSE(exists(key));
+}
+
+TEST(Registry, ErrorsBeginWithTheReferenceText) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  Handle h = create_shared_memory_region("a", key, 64);
+  try {
+    (void)create_shared_memory_region("b", key, 64, create_only);
+    FAIL() << "create_only on an existing key must throw";
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("unable to create the shared memory region '" + key + "': ", 0), 0u)
+        << e.what();
+    EXPECT_EQ(e.os_error(), EEXIST);
+    EXPECT_EQ(e.operation(), Operation::create);
+  }
+  try {
+    (void)create_shared_memory_region("c", "a/b", 64);
+    FAIL() << "a key with '/' inside must throw";
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("unable to create the shared memory region 'a/b': invalid", 0), 0u)
+        << e.what();
+  }
+  const std::byte too_much[65]{};
+  try {
+    h.region()->write(0, too_much, sizeof too_much);
+    FAIL() << "a write past the end must throw";
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("unable to set the shared memory region '" + key + "': 65 bytes", 0), 0u)
+        << e.what();
+  }
+}
+
+// fork() copies the registry into the child. The child may use and release
+// what it inherited, but the region is the parent's: only the parent unlinks.
+TEST(Registry, ForkedChildReleasesButNeverUnlinksTheParentsRegion) {
+  KeyJar jar;
+  const std::string key = jar.make();
+  Handle h = create_shared_memory_region("a", key, 64, create_only);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int status = 0;
+    try {
+      h.region()->write(0, "child", 5);
+      Handle second = create_shared_memory_region("b", key, 64);  // shares the inherited entry
+      second.destroy();
+      h.destroy();  // the last handle in the child
+      status = exists(key) ? 0 : 3;
+    } catch (...) {
+      status = 4;
+    }
+    ::_exit(status);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the child unlinked the parent's region; 4: it threw";
+  EXPECT_TRUE(exists(key));
+  EXPECT_EQ(std::memcmp(h.region()->data(), "child", 5), 0);
+  h.destroy();
+  EXPECT_FALSE(exists(key)) << "the parent, which created it, unlinks it";
 }

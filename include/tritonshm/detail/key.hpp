@@ -6,14 +6,17 @@
 #include <string>
 #include <string_view>
 
-namespace tritonshm {
+namespace tritonshm::detail {
+
+// Where Linux keeps POSIX shared memory objects: one file per key.
+inline constexpr std::string_view kShmDirectory = "/dev/shm";
 
 // Returns the key in the form shm_open expects ("/name"), or throws
 // SharedMemoryError if no POSIX object can carry that name: empty, only "/",
 // a '/' or NUL inside the name, or longer than NAME_MAX.
 std::string normalize_key(std::string_view key);
 
-// The file that backs a normalized key on Linux: "/dev/shm/name".
-std::string key_path(const std::string& normalized_key);
+// The file that backs a normalized key: "/dev/shm/name".
+std::string key_path(std::string_view normalized_key);
 
-}  // namespace tritonshm
+}  // namespace tritonshm::detail

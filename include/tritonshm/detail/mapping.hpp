@@ -5,14 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace tritonshm {
+namespace tritonshm::detail {
 
 class Mapping {
  public:
   Mapping() = default;
   // Maps `size` bytes of `fd` from its start. A size of 0 maps nothing (mmap
   // refuses it) and data() is nullptr.
-  Mapping(int fd, uint64_t size, const char* what_for_errors = "");
+  Mapping(int fd, uint64_t size);
 
   Mapping(Mapping&& other) noexcept;
   Mapping& operator=(Mapping&& other) noexcept;
@@ -24,8 +24,9 @@ class Mapping {
   uint64_t size() const noexcept { return size_; }
 
   // Faults every page in for writing now, so the first copy into a fresh
-  // region runs at warm speed. Costs the page faults up front.
-  void prefault();
+  // region runs at warm speed. Only for an object nobody else can see yet:
+  // where the kernel lacks MADV_POPULATE_WRITE it rewrites one byte per page.
+  void prefault_unpublished() noexcept;
 
  private:
   void release() noexcept;
@@ -33,4 +34,4 @@ class Mapping {
   uint64_t size_ = 0;
 };
 
-}  // namespace tritonshm
+}  // namespace tritonshm::detail

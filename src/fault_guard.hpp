@@ -1,0 +1,40 @@
+// Internal: SIGBUS as a result instead of a dead process.
+//
+// Touching a page of a MAP_SHARED mapping that lies past the end of its file
+// (another process truncated it) raises SIGBUS. Every access to memory that
+// another process can shrink (copies into and out of regions, the BYTES
+// decoder, probes) runs through run_guarded: a per-thread jump point that our
+// SIGBUS handler returns to, with the faulting address. The hot path makes no
+// system call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+
+namespace tritonshm::detail {
+
+struct Fault {
+  const void* address;  // the byte whose page was not backed (si_addr)
+};
+
+// Runs fn(context); a SIGBUS raised by the kernel inside it ends it early and
+// is returned as a Fault. fn must not throw and must own nothing that needs a
+// destructor when it is cut short: keep allocations and objects outside it.
+[[nodiscard]] std::optional<Fault> run_guarded(void (*fn)(void*) noexcept, void* context) noexcept;
+
+// run_guarded over a callable, which must satisfy the same rules.
+template <class F>
+[[nodiscard]] std::optional<Fault> guarded(F& fn) noexcept {
+  static_assert(std::is_nothrow_invocable_v<F&>, "a guarded function must be noexcept");
+  return run_guarded([](void* f) noexcept { (*static_cast<F*>(f))(); }, &fn);
+}
+
+// Whether address lies in [begin, begin + size).
+inline bool fault_within(const Fault& fault, const void* begin, std::size_t size) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(fault.address), b = reinterpret_cast<std::uintptr_t>(begin);
+  return a >= b && a - b < size;
+}
+
+}  // namespace tritonshm::detail
