@@ -8,12 +8,30 @@ namespace {
 std::string compose(Operation op, const std::string& key, const std::string& detail) {
   std::string text(operation_text(op));
   if (text.empty()) return detail;
-  if (!key.empty()) text += " '" + key + "'";
+  if (!key.empty()) text += " " + quote_key(key);
   if (!detail.empty()) text += ": " + detail;
   return text;
 }
 
 }  // namespace
+
+std::string quote_key(std::string_view key) {
+  // Control characters (a NUL above all, which would end a C string) are
+  // shown escaped, so the message is whole and says what the key holds.
+  std::string out = "'";
+  for (const char c : key) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
 
 std::string_view operation_text(Operation op) noexcept {
   switch (op) {

@@ -9,7 +9,7 @@ namespace tritonshm::detail {
 std::string normalize_key(std::string_view key) {
   std::string_view name = key;
   if (!name.empty() && name.front() == '/') name.remove_prefix(1);
-  auto quoted = [&] { return "'" + std::string(key) + "'"; };
+  auto quoted = [&] { return quote_key(key); };
   if (name.empty()) {
     throw SharedMemoryError("invalid shared memory key " + quoted() + ": the key names no object (empty, or only '/')");
   }

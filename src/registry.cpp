@@ -52,6 +52,7 @@ struct Handle::State {
 };
 
 Handle::Handle(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Handle::Handle() noexcept = default;
 Handle::Handle(Handle&&) noexcept = default;
 
 Handle& Handle::operator=(Handle&& other) noexcept {

@@ -41,6 +41,9 @@ class SharedMemoryError : public std::runtime_error {
   int os_error_;
 };
 
+// The key in quotes, control characters escaped ('a\x00b').
+std::string quote_key(std::string_view key);
+
 // Throws SharedMemoryError with detail "<what>: <strerror(err)> (errno <err>)".
 [[noreturn]] void throw_os_error(const std::string& what, int err);
 

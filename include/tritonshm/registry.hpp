@@ -22,7 +22,7 @@ namespace tritonshm {
 // letting it go out of scope) releases its count exactly once.
 class Handle {
  public:
-  Handle() = default;  // a handle on nothing; every use raises
+  Handle() noexcept;  // a handle on nothing; every use raises
   Handle(Handle&&) noexcept;
   Handle& operator=(Handle&&) noexcept;
   Handle(const Handle&) = delete;

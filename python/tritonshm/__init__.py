@@ -5,7 +5,7 @@
 of ``tritonclient.utils`` are here too.
 """
 
-from ._errors import SharedMemoryException
+from ._core import SharedMemoryException
 from .shared_memory import (
     SharedMemoryRegion,
     attach_shared_memory_region,

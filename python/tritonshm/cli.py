@@ -1,5 +1,5 @@
 """The tritonshm command line: inspect, create and clean up shared memory
-regions, and run the demo and the benchmarks.
+regions, and run the demo.
 
 Exit codes: 0 success, 1 the operation failed (the message says why),
 2 wrong usage.
@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ._errors import SharedMemoryException
+from ._core import SharedMemoryException
 
 
 def _parse_size(text: str) -> int:
@@ -72,6 +72,7 @@ def _info_json(info: Any) -> Dict[str, Any]:
         "mapped_by": info.mapped_by,
         "opened_by": info.opened_by,
         "in_use": info.in_use,
+        "foreign": info.foreign,
     }
 
 
@@ -99,16 +100,15 @@ def _uninspected_note(pids: List[int]) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from . import _core
-    from .inventory import RegionInfo
 
-    listing = _core.list_regions()
-    rows = [_info_json(RegionInfo(**r)) for r in listing["regions"]]
+    regions, uninspected = _core.list_regions()
+    rows = [_info_json(info) for info in regions]
     if args.json:
-        print(json.dumps({"regions": rows, "uninspected_pids": listing["uninspected"]}, indent=2))
+        print(json.dumps({"regions": rows, "uninspected_pids": uninspected}, indent=2))
     else:
         print(_table(rows) if rows else "no shared memory regions in /dev/shm")
-        if listing["uninspected"] and rows:
-            print("note: PIDS may be incomplete: " + _uninspected_note(listing["uninspected"]), file=sys.stderr)
+        if uninspected and rows:
+            print("note: PIDS may be incomplete: " + _uninspected_note(uninspected), file=sys.stderr)
     return 0
 
 
@@ -217,23 +217,26 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from .inventory import collect_garbage
 
     report = collect_garbage(dry_run=args.dry_run, min_age_seconds=args.min_age, prefix=args.prefix,
-                             trust_uninspected=args.trust_uninspected)
+                             trust_uninspected=args.trust_uninspected, include_foreign=args.include_foreign)
     if args.json:
         print(json.dumps({
             "dry_run": args.dry_run,
             "removed": [_info_json(i) for i in report.removed],
-            "kept": [_info_json(i) for i in report.kept],
+            "kept": [dict(_info_json(k.region), reason=k.reason) for k in report.kept],
             "uninspected_pids": report.uninspected,
         }, indent=2))
         return 0
     verb = "would remove" if args.dry_run else "removed"
     for info in report.removed:
         print(f"{verb} {info.key} ({_human_size(info.size)}, unused)")
-    for info in report.kept:
+    for kept in report.kept:
+        info = kept.region
         users = sorted(set(info.mapped_by) | set(info.opened_by))
-        why = f"in use by {users}" if users else ("younger than --min-age" if time.time() - info.modified < args.min_age else "uninspected processes")
+        why = f"in use by {users}" if users else kept.reason
+        if info.foreign and not info.in_use:
+            why += ": --include-foreign removes it"
         print(f"kept {info.key} ({why})")
-    if report.uninspected and report.kept and not args.trust_uninspected:
+    if report.uninspected and any(k.reason.startswith("some processes") for k in report.kept):
         print("note: unused regions were kept because " + _uninspected_note(report.uninspected) +
               " and might use them; pass --trust-uninspected if they use no shared memory", file=sys.stderr)
     if not report.removed and not report.kept:
@@ -277,33 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="", help="only keys starting with this")
     p.add_argument("--trust-uninspected", action="store_true",
                    help="remove even though some processes could not be inspected")
+    p.add_argument("--include-foreign", action="store_true",
+                   help="also remove other tools' unused regions (Triton's Python backend, psm_* of Python and PyTriton)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_gc)
 
     from . import demo
 
     demo.add_parser(sub)
-    bench_cli = _source_checkout_benchmarks()
-    if bench_cli is not None:
-        bench_cli.add_parser(sub)
     return parser
-
-
-def _source_checkout_benchmarks() -> Any:
-    """The benchmark suite lives in the source tree (benchmarks/), not in the
-    package: offer `tritonshm bench` when run from a checkout's root."""
-    import pathlib
-
-    root = pathlib.Path.cwd()
-    if not (root / "benchmarks" / "cli.py").is_file():
-        return None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        from benchmarks import cli as bench_cli
-    except ImportError:
-        return None
-    return bench_cli
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -24,8 +24,11 @@ class EmbeddedServer:
     """The stand-in server (tritonshm._demo_server) in a child process."""
 
     def __init__(self) -> None:
+        # Run by its path, not with -m: -m would put the working directory
+        # first on the child's sys.path and import whatever lies there.
+        server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_demo_server.py")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tritonshm._demo_server"],
+            [sys.executable, server],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,21 +1,19 @@
 """The API of ``tritonclient.utils.shared_memory``, over the C++ core.
 
 ``import tritonshm as shm`` (or ``import tritonshm.shared_memory as shm``)
-replaces ``import tritonclient.utils.shared_memory as shm``.
+replaces ``import tritonclient.utils.shared_memory as shm``. Each function is
+one call into the binding: the checks and the messages live in C++, once.
 """
 
 from __future__ import annotations
 
-import operator
 import warnings
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Sequence
 
 import numpy as np
 
 from . import _core
-from ._errors import SharedMemoryException
-
-_core._set_exception_class(SharedMemoryException)
+from ._core import SharedMemoryException
 
 __all__ = [
     "SharedMemoryException",
@@ -28,68 +26,16 @@ __all__ = [
     "set_shared_memory_region",
 ]
 
-_UINT64_LIMIT = 1 << 64
 
-
-class SharedMemoryRegion:
+class SharedMemoryRegion(_core.RegionHandle):
     """A handle on a system shared memory region.
 
     Made by :func:`create_shared_memory_region`. A handle constructed directly
     is mapped to nothing, as in the reference: using it raises.
     """
 
-    __slots__ = ("_triton_shm_name", "_shm_key", "_handle")
-
     def __init__(self, triton_shm_name: str, shm_key: str) -> None:
-        self._triton_shm_name = triton_shm_name
-        self._shm_key = shm_key
-        self._handle: Optional[_core.Handle] = None
-
-    @property
-    def triton_shm_name(self) -> str:
-        """The name the server knows the region by."""
-        return self._triton_shm_name
-
-    @property
-    def shm_key(self) -> str:
-        """The key of the shared memory object, as given."""
-        return self._shm_key
-
-    @property
-    def byte_size(self) -> int:
-        """The size of the region as mapped by this process."""
-        return _live(self).byte_size
-
-    def __repr__(self) -> str:
-        state = "live" if self._handle is not None and self._handle.live else "not mapped"
-        return f"SharedMemoryRegion({self._triton_shm_name!r}, {self._shm_key!r}, {state})"
-
-
-def _live(shm_handle: Any) -> _core.Handle:
-    try:
-        handle = shm_handle._handle
-    except AttributeError:
-        raise SharedMemoryException(
-            f"expected a SharedMemoryRegion from create_shared_memory_region, got {type(shm_handle).__name__}"
-        ) from None
-    if handle is None:
-        raise SharedMemoryException(
-            f"shared memory handle '{shm_handle._triton_shm_name}' (key '{shm_handle._shm_key}') is not mapped: "
-            "make handles with create_shared_memory_region"
-        )
-    return handle
-
-
-def _unsigned(value: Any, what: str, key: str) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise SharedMemoryException(
-            f"{what} for shared memory region '{key}' must be an integer, got {type(value).__name__}"
-        ) from None
-    if number < 0 or number >= _UINT64_LIMIT:
-        raise SharedMemoryException(f"{what} {number} for shared memory region '{key}' is out of range [0, 2**64)")
-    return number
+        super().__init__(triton_shm_name, shm_key)
 
 
 def create_shared_memory_region(
@@ -111,26 +57,17 @@ def create_shared_memory_region(
     Beyond the reference: ``mode`` sets the permission bits of a created region
     exactly (default 0o600, owner only); ``reserve`` allocates its pages at once
     so that a full /dev/shm raises here instead of killing the process with
-    SIGBUS on write; ``prefault`` also maps every page in now, so the first
-    write runs at warm speed.
+    SIGBUS on write; ``prefault`` also maps every page in before the region gets
+    its name, so the first write runs at warm speed.
 
     Raises SharedMemoryException if unable to create the shared memory region.
     """
-    if not isinstance(triton_shm_name, str):
-        raise SharedMemoryException(f"triton_shm_name must be a str, got {type(triton_shm_name).__name__}")
-    if not isinstance(shm_key, str):
-        raise SharedMemoryException(f"shm_key must be a str, got {type(shm_key).__name__}")
-    size = _unsigned(byte_size, "byte_size", shm_key)
-    file_mode = _unsigned(mode, "mode", shm_key)
-    if file_mode > 0o7777:
-        raise SharedMemoryException(f"mode {oct(file_mode)} for shared memory region '{shm_key}' is not a permission mode")
-    handle = _core.create(triton_shm_name, shm_key, size, bool(create_only), file_mode, bool(reserve), bool(prefault))
     region = SharedMemoryRegion(triton_shm_name, shm_key)
-    region._handle = handle
-    if size > handle.byte_size:
+    _core.create(region, byte_size, create_only, mode, reserve, prefault)
+    if byte_size > region.byte_size:
         warnings.warn(
-            f"reusing shared memory region with key '{shm_key}', region size is {handle.byte_size} "
-            f"instead of requested {size}",
+            f"reusing shared memory region with key '{shm_key}', region size is {region.byte_size} "
+            f"instead of requested {byte_size}",
             stacklevel=2,
         )
     return region
@@ -167,10 +104,8 @@ def attach_shared_memory_region(triton_shm_name: str, shm_key: str) -> SharedMem
     Raises SharedMemoryException (errno ENOENT) if no region has this key. A
     handle got this way never unlinks the region.
     """
-    if not isinstance(triton_shm_name, str) or not isinstance(shm_key, str):
-        raise SharedMemoryException("triton_shm_name and shm_key must be str")
     region = SharedMemoryRegion(triton_shm_name, shm_key)
-    region._handle = _core.attach(triton_shm_name, shm_key)
+    _core.attach(region)
     return region
 
 
@@ -182,7 +117,8 @@ def mapped_shared_memory_regions() -> List[str]:
 def destroy_shared_memory_region(shm_handle: SharedMemoryRegion) -> None:
     """Release the handle, unlink a system shared memory region with the specified handle if it is the last managed handle.
 
-    Only a region that this process created is unlinked. Views returned by
-    get_contents_as_numpy stay valid. A second destroy raises.
+    Only a region that this process created is unlinked (a child made by
+    ``fork()`` releases its handles but never unlinks its parent's regions).
+    Views returned by get_contents_as_numpy stay valid. A second destroy raises.
     """
     _core.destroy_region(shm_handle)

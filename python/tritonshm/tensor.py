@@ -8,7 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._errors import SharedMemoryException
+from ._core import SharedMemoryException
 
 __all__ = [
     "deserialize_bf16_tensor",
@@ -86,37 +86,11 @@ def _bfloat16() -> Optional[Any]:
     return ml_dtypes.bfloat16
 
 
-_TO_TRITON = {
-    np.dtype(bool): "BOOL",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.object_): "BYTES",
-}
-
-_TO_NUMPY = {
-    "BOOL": bool,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
+# Triton's types come from the core's one table: (Triton name, numpy name, size).
+# BF16 has no numpy type of its own (ml_dtypes provides one).
+_TO_NUMPY = {name: np.dtype(numpy_name).type for name, numpy_name, _ in _core.data_types() if name != "BF16"}
+_TO_NUMPY["BOOL"] = bool  # tritonclient gives the Python type here
+_TO_TRITON = {np.dtype(numpy_type): name for name, numpy_type in _TO_NUMPY.items()}
 
 
 def np_to_triton_dtype(np_dtype: Any) -> Optional[str]:

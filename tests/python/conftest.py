@@ -54,7 +54,7 @@ def region(make_key):
     """A fresh 1 KiB region, destroyed at teardown if the test did not."""
     handle = shm.create_shared_memory_region("test_region", make_key("region"), 1024, create_only=True)
     yield handle
-    if handle._handle.live:
+    if handle.live:
         shm.destroy_shared_memory_region(handle)
 
 

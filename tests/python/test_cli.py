@@ -19,17 +19,32 @@ def cli(*args, check=True):
     return result
 
 
-def test_bench_hangs_off_the_installed_command_in_a_checkout():
+def installed_command():
     import pathlib
     import shutil
 
-    root = pathlib.Path(__file__).resolve().parents[2]
     script = pathlib.Path(sys.executable).parent / "tritonshm"
     script = str(script) if script.exists() else shutil.which("tritonshm")
     assert script, "the tritonshm console script is installed with the package"
-    result = subprocess.run([script, "bench", "--help"], cwd=root, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "--smoke" in result.stdout
+    return script
+
+
+def test_command_never_imports_from_the_working_directory(tmp_path):
+    """`sudo tritonshm gc` run in a directory another user can write must not
+    run their code: not ./benchmarks/cli.py (the old `bench` hook), not a
+    module named like one the command or its demo server imports."""
+    marker = tmp_path / "RAN"
+    planted = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    (tmp_path / "benchmarks").mkdir()
+    for name in ("benchmarks/__init__.py", "benchmarks/cli.py", "numpy.py", "json.py", "argparse.py",
+                 "tritonshm.py", "_posixshmem.py", "mmap.py"):
+        (tmp_path / name).write_text(planted)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} if "PYTHONPATH" not in os.environ else dict(os.environ)
+    for args in (["ls"], ["gc", "--dry-run"], ["demo"], ["--help"]):
+        result = subprocess.run([installed_command(), *args], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=120, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        assert not marker.exists(), f"tritonshm {' '.join(args)} ran {marker.read_text()!r} from the working directory"
 
 
 def test_help_for_every_subcommand():
@@ -113,7 +128,7 @@ def test_gc_removes_only_regions_no_live_process_uses(make_key):
         assert [r["key"] for r in dry["kept"]] == [held]
         assert shm_path(orphan).exists(), "a dry run removes nothing"
         young = cli("gc", "--prefix", prefix, "--trust-uninspected", "--min-age", "3600").stdout
-        assert f"kept {orphan} (younger than --min-age)" in young and shm_path(orphan).exists()
+        assert f"kept {orphan} (younger than the minimum age)" in young and shm_path(orphan).exists()
         out = cli("gc", "--prefix", prefix, "--trust-uninspected").stdout
         assert f"removed {orphan}" in out and f"kept {held}" in out
         assert not shm_path(orphan).exists()
@@ -129,7 +144,29 @@ def test_gc_keeps_everything_while_a_process_cannot_be_inspected(make_key):
     cli("create", key, "1K")
     report = collect_garbage(prefix=key)
     if report.uninspected:  # e.g. no CAP_SYS_PTRACE: the unknown process might use it
-        assert [r.key for r in report.kept] == [key] and shm_path(key).exists()
+        assert [k.region.key for k in report.kept] == [key] and shm_path(key).exists()
     else:
         assert [r.key for r in report.removed] == [key] and not shm_path(key).exists()
     shm_path(key).unlink(missing_ok=True)
+
+
+def test_gc_leaves_other_tools_regions_alone_unless_asked():
+    """Triton's Python backend and Python's multiprocessing (PyTriton) manage
+    their own regions; on a Triton host, `tritonshm gc` must not take them."""
+    keys = [f"/triton_python_backend_shm_region_tshm_{os.getpid()}", f"/psm_tshm_{os.getpid()}"]
+    try:
+        for key in keys:
+            cli("create", key, "4K")
+        for key in keys:
+            out = cli("gc", "--prefix", key, "--trust-uninspected").stdout
+            assert f"kept {key} (another tool's region: --include-foreign removes it)" in out
+            assert shm_path(key).exists()
+            report = json.loads(cli("gc", "--prefix", key, "--trust-uninspected", "--dry-run", "--json").stdout)
+            assert [k["reason"] for k in report["kept"]] == ["another tool's region"]
+            assert report["kept"][0]["foreign"] is True
+        for key in keys:
+            out = cli("gc", "--prefix", key, "--trust-uninspected", "--include-foreign").stdout
+            assert f"removed {key}" in out and not shm_path(key).exists()
+    finally:
+        for key in keys:
+            shm_path(key).unlink(missing_ok=True)

@@ -77,4 +77,4 @@ def test_cpp_reads_what_python_wrote(examples, make_key):
 def test_cpp_reader_reports_missing_region_clearly(examples, make_key):
     result = subprocess.run([examples / "read_tensors", make_key("absent")], capture_output=True, text=True)
     assert result.returncode == 1
-    assert "unable to open shared memory region" in result.stderr and "No such file or directory" in result.stderr
+    assert "unable to open the shared memory region" in result.stderr and "No such file or directory" in result.stderr

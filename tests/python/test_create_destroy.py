@@ -195,7 +195,7 @@ def test_zero_byte_region_can_be_created_and_destroyed(make_key):
 def test_failed_create_leaves_nothing_behind(make_key):
     key = make_key()
     # Larger than any file may be: ftruncate fails after shm_open succeeded.
-    with pytest.raises(shm.SharedMemoryException, match=r"unable to (size|reserve)") as info:
+    with pytest.raises(shm.SharedMemoryException, match=r"^unable to create the shared memory region .*: (sizing|reserving)") as info:
         shm.create_shared_memory_region("n", key, 2**63 + 5)
     assert key.lstrip("/") in str(info.value)
     assert not shm_path(key).exists()

@@ -50,7 +50,7 @@ def test_full_dev_shm_raises_at_create_instead_of_sigbus():
     )
     assert ours.returncode == 0, ours.stderr
     message = ours.stdout
-    assert "RAISED: unable to reserve 4194304 bytes for shared memory region '/too_big'" in message
+    assert "RAISED: unable to create the shared memory region '/too_big': reserving 4194304 bytes" in message
     assert "bytes free of 1048576" in message and "--shm-size" in message and "No space left on device" in message
     assert "LEFT: []" in message, "a failed create leaves nothing behind"
 
@@ -134,7 +134,7 @@ def test_writer_killed_mid_write_leaves_readers_and_cleanup_working(make_key):
 
     assert region_info(key).mapped_by == [os.getpid()]
     report = collect_garbage(prefix=key, trust_uninspected=True)
-    assert [i.key for i in report.kept] == [key], "we still map it: kept"
+    assert [k.region.key for k in report.kept] == [key], "we still map it: kept"
     shm.destroy_shared_memory_region(reader)
     report = collect_garbage(prefix=key, trust_uninspected=True)
     assert [i.key for i in report.removed] == [key]
@@ -167,7 +167,7 @@ def test_other_user_cannot_open_default_region(make_key):
             capture_output=True, text=True, timeout=60,
         )
         assert result.returncode == 0, result.stderr
-        assert f"DENIED 13 unable to open shared memory region '{private}': Permission denied" in result.stdout
+        assert f"DENIED 13 unable to open the shared memory region '{private}': Permission denied" in result.stdout
         assert "SHARED [0, 1, 2, 3]" in result.stdout
     finally:
         shm.destroy_shared_memory_region(a)
@@ -188,3 +188,66 @@ def test_region_shrunk_during_a_large_write_raises_instead_of_sigbus(make_key):
     finally:
         shrinker.wait(timeout=30)
         shm.destroy_shared_memory_region(handle)
+
+
+SHRINK_DURING_BYTES_READ = """
+import os, subprocess, sys, time, numpy as np, tritonshm as shm
+key = sys.argv[1]
+count = 1 << 21  # 2 Mi elements: the decode takes tens of milliseconds
+h = shm.create_shared_memory_region("b", key, count * 8, create_only=True)
+shm.set_shared_memory_region(h, [shm.serialize_byte_tensor(np.array([b"abcd"] * count, dtype=np.object_))])
+shm.get_contents_as_numpy(h, np.object_, [count])  # first touch
+start = time.perf_counter()
+shm.get_contents_as_numpy(h, np.object_, [count])
+took = time.perf_counter() - start
+# Another process (a thread would wait for our GIL): told to go, it truncates
+# in the middle of the next decode, after that call's checks have passed.
+shrinker = subprocess.Popen([sys.executable, "-c",
+    "import os, sys, time; sys.stdin.readline(); time.sleep(float(sys.argv[2])); os.truncate(sys.argv[1], 4096)",
+    "/dev/shm" + key, str(took / 2)], stdin=subprocess.PIPE)
+time.sleep(0.5)  # let it start
+shrinker.stdin.write(b"go\\n")
+shrinker.stdin.flush()
+try:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        shm.get_contents_as_numpy(h, np.object_, [count])
+    print("NEVER RAISED")
+except shm.SharedMemoryException as e:
+    print("RAISED", e)
+finally:
+    shrinker.wait()
+    shm.destroy_shared_memory_region(h)
+"""
+
+
+def test_bytes_read_of_a_region_shrunk_meanwhile_raises_instead_of_sigbus(make_key):
+    """The BYTES decoder reads lengths and elements straight from the mapping:
+    both run under the SIGBUS guard, so a shrink during the decode is an
+    exception (the process used to die with exit 135)."""
+    key = make_key("bytes_shrunk")
+    result = subprocess.run([PY, "-c", SHRINK_DURING_BYTES_READ, key], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert f"RAISED unable to read the shared memory region '{key}': the object was shrunk to 4096 bytes" in result.stdout
+
+
+def test_fault_in_the_source_array_is_not_blamed_on_the_region(make_key):
+    """A source that stops being readable (a view of another region its owner
+    shrank) raises, and the message says it was the source."""
+    source_key, target_key = make_key("source"), make_key("target")
+    source = shm.create_shared_memory_region("s", source_key, 1 << 20)
+    target = shm.create_shared_memory_region("t", target_key, 1 << 20)
+    try:
+        view = shm.get_contents_as_numpy(source, np.uint8, [1 << 20])
+        os.truncate(shm_path(source_key), 4096)
+        with pytest.raises(shm.SharedMemoryException) as info:
+            shm.set_shared_memory_region(target, [view])
+        message = str(info.value)
+        assert message.startswith(f"unable to set the shared memory region '{target_key}': the source data stopped "
+                                  "being readable"), message
+        assert "shrunk" not in message
+        del view
+        shm.set_shared_memory_region(target, [np.ones(16, np.uint8)])  # the target is fine
+    finally:
+        shm.destroy_shared_memory_region(source)
+        shm.destroy_shared_memory_region(target)

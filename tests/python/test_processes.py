@@ -109,3 +109,55 @@ def test_demo_prints_results_and_leaves_dev_shm_clean():
     assert "15 +   3 =  18     15 -   3 =  12" in result.stdout
     assert "PASS" in result.stdout
     assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_forked_child_releases_but_never_unlinks_the_parents_region(make_key):
+    """gunicorn --preload, multiprocessing with fork: a child inherits the
+    parent's handles. It may use and destroy them; the region stays the
+    parent's, who alone unlinks it."""
+    key = make_key()
+    handle = shm.create_shared_memory_region("n", key, 64, create_only=True)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status, never return into pytest
+            status = 1
+            try:
+                shm.set_shared_memory_region(handle, [np.arange(4, dtype=np.int32)])
+                shm.destroy_shared_memory_region(handle)
+                status = 0 if shm_path(key).exists() else 3
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "3: the child unlinked the parent's region"
+        assert shm_path(key).exists()
+        assert shm.get_contents_as_numpy(handle, np.int32, [4]).tolist() == [0, 1, 2, 3]
+    finally:
+        shm.destroy_shared_memory_region(handle)
+    assert not shm_path(key).exists(), "the parent, which created it, unlinks it"
+
+
+_INHERITED = {}
+
+
+def _child_destroys_inherited_handle(key):
+    shm.set_shared_memory_region(_INHERITED[key], [np.full(4, 7, dtype=np.int32)])
+    shm.destroy_shared_memory_region(_INHERITED[key])
+    del _INHERITED[key]
+
+
+def test_multiprocessing_fork_child_never_unlinks_the_parents_region(make_key):
+    import multiprocessing
+
+    key = make_key()
+    _INHERITED[key] = handle = shm.create_shared_memory_region("n", key, 64, create_only=True)
+    try:
+        child = multiprocessing.get_context("fork").Process(target=_child_destroys_inherited_handle, args=(key,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        assert shm_path(key).exists(), "the forked child unlinked the parent's region"
+        assert shm.get_contents_as_numpy(handle, np.int32, [4]).tolist() == [7, 7, 7, 7]
+    finally:
+        _INHERITED.pop(key, None)
+        shm.destroy_shared_memory_region(handle)
+    assert not shm_path(key).exists()

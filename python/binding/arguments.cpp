@@ -1,0 +1,127 @@
+#include "arguments.hpp"
+
+#include <nanobind/stl/string.h>
+
+#include <limits>
+
+namespace tritonshm::binding {
+
+std::string parse_str(nb::handle obj, const char* name, Operation op, std::string_view key) {
+  if (!PyUnicode_Check(obj.ptr())) {
+    throw SharedMemoryError(op, std::string(key), std::string(name) + " must be a str, got " + py_type_name(obj));
+  }
+  Py_ssize_t n = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(obj.ptr(), &n);
+  if (utf8 == nullptr) {
+    PyErr_Clear();
+    throw SharedMemoryError(op, std::string(key), std::string(name) + " cannot be encoded as UTF-8");
+  }
+  return {utf8, static_cast<std::size_t>(n)};
+}
+
+uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::string_view key, uint64_t limit) {
+  PyObject* index = PyLong_CheckExact(obj.ptr()) ? Py_NewRef(obj.ptr()) : PyNumber_Index(obj.ptr());
+  if (index == nullptr) {
+    PyErr_Clear();
+    throw SharedMemoryError(op, std::string(key), std::string(name) + " must be an integer, got " + py_type_name(obj));
+  }
+  nb::object owned = nb::steal(index);
+  const unsigned long long value = PyLong_AsUnsignedLongLong(index);
+  if ((value == static_cast<unsigned long long>(-1) && PyErr_Occurred()) || value > limit) {
+    PyErr_Clear();
+    throw SharedMemoryError(op, std::string(key),
+                            std::string(name) + " " + nb::cast<std::string>(nb::str(owned)) + " is out of range [0, " +
+                                (limit == UINT64_MAX ? std::string("2**64") : std::to_string(limit) + "]") +
+                                (limit == UINT64_MAX ? ")" : ""));
+  }
+  return value;
+}
+
+Buffer::Buffer(PyObject* obj, Operation op, std::string_view key) {
+  if (PyArray_Check(obj) && PyArray_IS_C_CONTIGUOUS(reinterpret_cast<PyArrayObject*>(obj))) {
+    auto* arr = reinterpret_cast<PyArrayObject*>(obj);
+    owner_ = nb::borrow(obj);
+    bytes_ = {static_cast<const std::byte*>(PyArray_DATA(arr)), static_cast<std::size_t>(PyArray_NBYTES(arr))};
+    return;
+  }
+  if (PyObject_GetBuffer(obj, &view_, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    throw SharedMemoryError(op, std::string(key),
+                            "an object of type '" + py_type_name(obj) + "' does not expose a C-contiguous buffer");
+  }
+  has_view_ = true;
+  bytes_ = {static_cast<const std::byte*>(view_.buf), static_cast<std::size_t>(view_.len)};
+}
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : owner_(std::move(other.owner_)), view_(other.view_), has_view_(other.has_view_), bytes_(other.bytes_) {
+  other.has_view_ = false;
+}
+
+Buffer::~Buffer() {
+  if (has_view_) PyBuffer_Release(&view_);
+}
+
+Shape parse_shape(nb::handle shape, std::string_view key) {
+  auto fail = [&](const std::string& detail) { throw SharedMemoryError(Operation::read, std::string(key), detail); };
+  Shape s;
+  auto add = [&](nb::handle d) {
+    PyObject* index = PyNumber_Index(d.ptr());
+    if (index == nullptr) {
+      PyErr_Clear();
+      fail("shape entries must be integers, got '" + py_type_name(d) + "'");
+    }
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
+    if (overflow != 0 || v < 0 || v > std::numeric_limits<npy_intp>::max()) {
+      fail("invalid dimension " + nb::cast<std::string>(nb::str(d)) + " in shape " +
+           nb::cast<std::string>(nb::repr(shape)));
+    }
+    if (__builtin_mul_overflow(s.count, static_cast<uint64_t>(v), &s.count)) {
+      fail("shape " + nb::cast<std::string>(nb::repr(shape)) + " has more elements than 64 bits can count");
+    }
+    if (v != 0 && __builtin_mul_overflow(s.nonzero_count, static_cast<uint64_t>(v), &s.nonzero_count)) {
+      s.nonzero_overflow = true;
+    }
+    s.dims.push_back(static_cast<npy_intp>(v));
+  };
+  // A sequence first: a numpy array of dims is a sequence that also has __index__.
+  nb::object seq;
+  if (PySequence_Check(shape.ptr()) && !PyUnicode_Check(shape.ptr()) && !PyBytes_Check(shape.ptr())) {
+    seq = nb::steal(PySequence_Fast(shape.ptr(), "shape"));
+    if (!seq.is_valid()) PyErr_Clear();  // e.g. a 0-d array: try it as one integer below
+  }
+  if (seq.is_valid()) {
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+    if (n > NPY_MAXDIMS) fail("shape has more than " + std::to_string(NPY_MAXDIMS) + " dimensions");
+    PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
+    for (Py_ssize_t i = 0; i < n; ++i) add(items[i]);
+  } else if (PyIndex_Check(shape.ptr())) {
+    add(shape);
+  } else {
+    fail("shape must be a list of int, got '" + py_type_name(shape) + "'");
+  }
+  return s;
+}
+
+void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, std::string_view key) {
+  uint64_t bytes = 0;
+  if (shape.nonzero_overflow || __builtin_mul_overflow(shape.nonzero_count, itemsize, &bytes) ||
+      bytes > static_cast<uint64_t>(NPY_MAX_INTP)) {
+    throw SharedMemoryError(Operation::read, std::string(key),
+                            "the dimensions of the shape multiply past what a numpy array can have");
+  }
+}
+
+nb::object parse_dtype(nb::handle datatype, std::string_view key) {
+  PyArray_Descr* descr = nullptr;
+  if (!PyArray_DescrConverter(datatype.ptr(), &descr)) {
+    PyErr_Clear();
+    throw SharedMemoryError(Operation::read, std::string(key),
+                            nb::cast<std::string>(nb::repr(datatype)) + " is not a numpy data type");
+  }
+  return nb::steal(reinterpret_cast<PyObject*>(descr));
+}
+
+}  // namespace tritonshm::binding

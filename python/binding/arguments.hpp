@@ -1,0 +1,58 @@
+// Reading Python arguments into C++ values. Every failure is a
+// SharedMemoryError of the operation the argument belongs to.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "binding.hpp"
+
+namespace tritonshm::binding {
+
+// A str argument.
+std::string parse_str(nb::handle obj, const char* name, Operation op, std::string_view key = {});
+// An integer argument (numpy's too) in [0, limit].
+uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::string_view key,
+                        uint64_t limit = UINT64_MAX);
+
+// The bytes of a Python object, held for the duration of a call: a
+// C-contiguous numpy array directly (every dtype), anything else through a
+// C-contiguous buffer.
+class Buffer {
+ public:
+  Buffer(PyObject* obj, Operation op, std::string_view key);
+  Buffer(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer();
+  std::span<const std::byte> bytes() const { return bytes_; }
+
+ private:
+  nb::object owner_;
+  Py_buffer view_{};
+  bool has_view_ = false;
+  std::span<const std::byte> bytes_;
+};
+
+// A shape argument for get_contents_as_numpy.
+struct Shape {
+  std::vector<npy_intp> dims;
+  uint64_t count = 1;
+  // numpy also refuses dimensions whose nonzero product overflows, even when
+  // another dimension is 0 and the array would be empty.
+  uint64_t nonzero_count = 1;
+  bool nonzero_overflow = false;
+};
+Shape parse_shape(nb::handle shape, std::string_view key);
+
+// Throws unless numpy can make an array of this shape with `itemsize`-byte items.
+void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, std::string_view key);
+
+// A numpy data type (new reference).
+nb::object parse_dtype(nb::handle datatype, std::string_view key);
+
+}  // namespace tritonshm::binding

@@ -1,0 +1,44 @@
+// Shared by the binding's files: nanobind and numpy set up once, and the
+// few helpers every concern uses. The binding converts arguments and builds
+// numpy arrays; every rule and message about regions lives in the C++ core.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+// numpy's C API is imported in module.cpp and shared through this symbol.
+#define PY_ARRAY_UNIQUE_SYMBOL tritonshm_ARRAY_API
+#ifndef TRITONSHM_BINDING_MODULE
+#define NO_IMPORT_ARRAY
+#endif
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+// numpy 2 hides the descriptor's fields behind accessors; numpy 1 (which
+// nvidia-pytriton still pins) has only the fields.
+#if NPY_ABI_VERSION < 0x02000000
+#define PyDataType_ELSIZE(descr) ((descr)->elsize)
+#endif
+
+#include <cstddef>
+#include <string>
+
+#include "tritonshm/error.hpp"
+
+namespace tritonshm::binding {
+
+namespace nb = nanobind;
+
+// Each concern adds its part of the module.
+void bind_errors(nb::module_& m);
+void bind_regions(nb::module_& m);
+void bind_codecs(nb::module_& m);
+void bind_inventory(nb::module_& m);
+
+// Copies of more bytes than this release the GIL; below it, releasing and
+// taking it back costs more than the copy.
+inline constexpr std::size_t kReleaseGilAbove = 256 << 10;
+
+// The name of a Python object's type, for messages.
+inline std::string py_type_name(nb::handle obj) { return Py_TYPE(obj.ptr())->tp_name; }
+
+}  // namespace tritonshm::binding

@@ -1,0 +1,156 @@
+// Triton's tensor wire formats (tritonclient.utils' helpers) and the table of
+// its data types.
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+#include <vector>
+
+#include "arguments.hpp"
+#include "arrays.hpp"
+#include "binding.hpp"
+#include "tritonshm/tensor_codec.hpp"
+
+namespace tritonshm::binding {
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw SharedMemoryError(message); }
+
+// The bytes of one element of a BYTES tensor, as tritonclient takes it: a
+// `bytes` object as is, anything else as the UTF-8 of str(obj).
+std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
+  if (PyBytes_CheckExact(obj)) {
+    return {PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj))};
+  }
+  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? Py_NewRef(obj) : PyObject_Str(obj));
+  if (!s.is_valid()) throw nb::python_error();
+  Py_ssize_t n = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
+  if (utf8 == nullptr) {
+    PyErr_Clear();
+    fail("cannot serialize BYTES tensor: an element's text cannot be encoded as UTF-8");
+  }
+  keep.push_back(std::move(s));
+  return {utf8, static_cast<std::size_t>(n)};
+}
+
+nb::bytes serialize_bytes_tensor(nb::handle array) {
+  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
+  if (!PyArray_Check(array.ptr()) || !PyArray_IS_C_CONTIGUOUS(arr)) {
+    fail("cannot serialize BYTES tensor: expected a C-contiguous numpy array");
+  }
+  const npy_intp n = PyArray_SIZE(arr);
+  std::vector<std::string_view> views;
+  views.reserve(static_cast<std::size_t>(n));
+  std::vector<nb::object> keep;
+  if (PyArray_TYPE(arr) == NPY_OBJECT) {
+    auto** items = static_cast<PyObject**>(PyArray_DATA(arr));
+    keep.reserve(static_cast<std::size_t>(n));
+    for (npy_intp i = 0; i < n; ++i) {
+      PyObject* item = items[i] != nullptr ? items[i] : Py_None;
+      keep.push_back(nb::borrow(item));  // another thread may replace the element meanwhile
+      views.push_back(element_bytes(item, keep));
+    }
+  } else if (PyArray_TYPE(arr) == NPY_STRING) {
+    // numpy drops trailing NUL bytes when it hands out an 'S' element: do the same.
+    const std::size_t width = static_cast<std::size_t>(PyArray_ITEMSIZE(arr));
+    const char* base = static_cast<const char*>(PyArray_DATA(arr));
+    keep.push_back(nb::borrow(array));
+    for (npy_intp i = 0; i < n; ++i) {
+      const char* e = base + static_cast<std::size_t>(i) * width;
+      std::size_t len = width;
+      while (len > 0 && e[len - 1] == '\0') --len;
+      views.emplace_back(e, len);
+    }
+  } else {
+    fail("cannot serialize bytes tensor: invalid datatype " + nb::cast<std::string>(nb::str(array.attr("dtype"))) +
+         " (expected np.object_ or np.bytes_)");
+  }
+  const uint64_t total = serialized_bytes_size(views);
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  std::span<std::byte> dest(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), static_cast<std::size_t>(total));
+  if (total > kReleaseGilAbove) {
+    nb::gil_scoped_release release;
+    serialize_bytes_into(views, dest);
+  } else {
+    serialize_bytes_into(views, dest);
+  }
+  return result;
+}
+
+nb::object deserialize_bytes_tensor(nb::handle encoded) {
+  Buffer buf(encoded.ptr(), Operation::none, "");
+  const std::vector<std::string_view> elements = deserialize_bytes(buf.bytes(), std::nullopt, "BYTES tensor");
+  return bytes_object_array({static_cast<npy_intp>(elements.size())}, elements,
+                            [](auto from, auto to) { copy_elements(from, to); });
+}
+
+uint64_t serialized_byte_size(nb::handle array) {
+  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
+  if (!PyArray_Check(array.ptr()) || PyArray_TYPE(arr) != NPY_OBJECT || !PyArray_IS_C_CONTIGUOUS(arr)) {
+    fail("The tensor_value dtype must be np.object_");
+  }
+  const npy_intp n = PyArray_SIZE(arr);
+  auto** items = static_cast<PyObject**>(PyArray_DATA(arr));
+  uint64_t total = 0;
+  for (npy_intp i = 0; i < n; ++i) {
+    PyObject* item = items[i] != nullptr ? items[i] : Py_None;
+    const Py_ssize_t len = PyObject_Length(item);
+    if (len < 0) {
+      PyErr_Clear();
+      fail("serialized_byte_size: element " + std::to_string(i) + " of type '" + Py_TYPE(item)->tp_name +
+           "' has no length");
+    }
+    total += static_cast<uint64_t>(len);
+  }
+  return total;
+}
+
+nb::bytes serialize_bf16_tensor(nb::handle float32_array) {
+  Buffer buf(float32_array.ptr(), Operation::none, "");
+  std::span<const std::byte> in = buf.bytes();
+  std::span<const float> values(reinterpret_cast<const float*>(in.data()), in.size() / sizeof(float));
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(values.size() * 2));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  nb::gil_scoped_release release;
+  serialize_bf16_into(values, {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), values.size() * 2});
+  return result;
+}
+
+nb::object deserialize_bf16_tensor(nb::handle encoded) {
+  Buffer buf(encoded.ptr(), Operation::none, "");
+  std::span<const std::byte> in = buf.bytes();
+  npy_intp n = static_cast<npy_intp>(in.size() / 2);
+  PyObject* arr = PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+  if (arr == nullptr) throw nb::python_error();
+  nb::object result = nb::steal(arr);
+  std::span<float> out(static_cast<float*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr))),
+                       static_cast<std::size_t>(n));
+  nb::gil_scoped_release release;
+  deserialize_bf16_into(in, out);
+  return result;
+}
+
+// (Triton name, numpy name, bytes per element) for each type, from the core's table.
+std::vector<std::tuple<std::string, std::string, std::size_t>> data_type_table() {
+  std::vector<std::tuple<std::string, std::string, std::size_t>> rows;
+  for (const DataTypeInfo& t : data_types()) rows.emplace_back(t.name, t.numpy_name, t.size);
+  return rows;
+}
+
+}  // namespace
+
+void bind_codecs(nb::module_& m) {
+  m.def("serialize_bytes", &serialize_bytes_tensor);
+  m.def("deserialize_bytes", &deserialize_bytes_tensor);
+  m.def("serialized_byte_size", &serialized_byte_size);
+  m.def("serialize_bf16", &serialize_bf16_tensor);
+  m.def("deserialize_bf16", &deserialize_bf16_tensor);
+  m.def("data_types", &data_type_table);
+}
+
+}  // namespace tritonshm::binding

@@ -1,0 +1,91 @@
+// tritonshm.inventory: the C++ inventory, its RegionInfo bound as is.
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "arguments.hpp"
+#include "binding.hpp"
+#include "tritonshm/inventory.hpp"
+#include "tritonshm/region.hpp"
+
+namespace tritonshm::binding {
+namespace {
+
+std::vector<int> pids(const std::vector<pid_t>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace
+
+void bind_inventory(nb::module_& m) {
+  nb::class_<RegionInfo>(m, "RegionInfo", "A region in /dev/shm and the processes that use it.")
+      .def_ro("key", &RegionInfo::key)
+      .def_ro("size", &RegionInfo::size)
+      .def_prop_ro("owner", [](const RegionInfo& i) { return static_cast<uint32_t>(i.owner); }, "owner's uid")
+      .def_prop_ro("mode", [](const RegionInfo& i) { return static_cast<uint32_t>(i.mode); }, "permission bits")
+      .def_ro("modified", &RegionInfo::modified, "seconds since the epoch")
+      .def_prop_ro("mapped_by", [](const RegionInfo& i) { return pids(i.mapped_by); })
+      .def_prop_ro("opened_by", [](const RegionInfo& i) { return pids(i.opened_by); })
+      .def_ro("foreign", &RegionInfo::foreign, "another tool's region: gc leaves it alone unless asked")
+      .def_prop_ro("in_use", &RegionInfo::in_use)
+      .def("__repr__", [](const RegionInfo& i) {
+        return "RegionInfo(key='" + i.key + "', size=" + std::to_string(i.size) +
+               ", in_use=" + (i.in_use() ? "True" : "False") + ")";
+      });
+  nb::class_<KeptRegion>(m, "KeptRegion")
+      .def_ro("region", &KeptRegion::region)
+      .def_prop_ro("reason", [](const KeptRegion& k) { return std::string(to_string(k.reason)); });
+  nb::class_<GarbageReport>(m, "GarbageReport")
+      .def_ro("removed", &GarbageReport::removed)
+      .def_ro("kept", &GarbageReport::kept)
+      .def_prop_ro("uninspected", [](const GarbageReport& r) { return pids(r.uninspected); });
+
+  m.def("list_regions", [] {
+    Inventory inventory;
+    {
+      nb::gil_scoped_release release;
+      inventory = list_regions();
+    }
+    return nb::make_tuple(inventory.regions, pids(inventory.uninspected));
+  });
+  m.def(
+      "region_info",
+      [](const std::string& key) {
+        nb::gil_scoped_release release;
+        return region_info(key);
+      },
+      nb::arg("key"));
+  m.def(
+      "collect_garbage",
+      [](bool dry_run, int64_t min_age_seconds, std::string prefix, bool trust_uninspected, bool include_foreign) {
+        GarbageOptions options;
+        options.dry_run = dry_run;
+        options.min_age_seconds = min_age_seconds;
+        options.prefix = std::move(prefix);
+        options.trust_uninspected = trust_uninspected;
+        options.include_foreign = include_foreign;
+        nb::gil_scoped_release release;
+        return collect_garbage(options);
+      },
+      nb::arg("dry_run"), nb::arg("min_age_seconds"), nb::arg("prefix"), nb::arg("trust_uninspected"),
+      nb::arg("include_foreign"));
+  m.def(
+      "remove_region",
+      [](const std::string& key, bool force) {
+        nb::gil_scoped_release release;
+        return remove_region(key, force);
+      },
+      nb::arg("key"), nb::arg("force"));
+  m.def(
+      "create_persistent",
+      [](nb::handle key_obj, nb::handle size_obj, nb::handle mode_obj) {
+        // A region that outlives this process: no handle, so nothing unlinks it.
+        const std::string key = parse_str(key_obj, "key", Operation::create);
+        RegionOptions options;
+        const uint64_t size = parse_unsigned(size_obj, "byte_size", Operation::create, key);
+        options.mode = static_cast<mode_t>(parse_unsigned(mode_obj, "mode", Operation::create, key, 07777));
+        nb::gil_scoped_release release;
+        return Region::create(key, size, options)->size();
+      },
+      nb::arg("key"), nb::arg("byte_size"), nb::arg("mode"));
+}
+
+}  // namespace tritonshm::binding

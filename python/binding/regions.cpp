@@ -1,0 +1,257 @@
+// The seed API: the region handle class and the calls on it.
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arguments.hpp"
+#include "arrays.hpp"
+#include "binding.hpp"
+#include "tritonshm/registry.hpp"
+
+namespace tritonshm::binding {
+namespace {
+
+// What a tritonshm.SharedMemoryRegion holds. The name and key are kept as
+// given (the reference stores any object there); they are checked when the
+// handle is made. The handle is empty until create or attach fills it.
+struct RegionHandle {
+  nb::object triton_shm_name;
+  nb::object shm_key;
+  Handle handle;
+};
+
+std::string text_of(const nb::object& value) {
+  return PyUnicode_Check(value.ptr()) ? nb::cast<std::string>(value) : nb::cast<std::string>(nb::repr(value));
+}
+
+// The handle behind a SharedMemoryRegion argument, as a failure of `op`.
+Handle& handle_of(nb::handle obj, Operation op) {
+  RegionHandle* region = nullptr;
+  if (!nb::try_cast<RegionHandle*>(obj, region) || region == nullptr) {
+    throw SharedMemoryError(op, "",
+                            "expected a SharedMemoryRegion from create_shared_memory_region, got " + py_type_name(obj));
+  }
+  if (!region->handle.live() && region->handle.key().empty()) {
+    throw SharedMemoryError(op, text_of(region->shm_key),
+                            "the handle '" + text_of(region->triton_shm_name) +
+                                "' is not mapped: make handles with create_shared_memory_region");
+  }
+  return region->handle;  // kept alive by the argument the caller holds
+}
+
+// The region behind a handle argument; a destroyed handle is a failure of `op`.
+std::shared_ptr<Region> region_of(nb::handle obj, Operation op) {
+  Handle& handle = handle_of(obj, op);
+  return with_operation(op, handle.key(), [&] { return handle.region(); });
+}
+
+void create(RegionHandle& self, nb::handle byte_size, nb::handle create_only, nb::handle mode, nb::handle reserve,
+            nb::handle prefault) {
+  const std::string key = parse_str(self.shm_key, "shm_key", Operation::create);
+  const std::string name = parse_str(self.triton_shm_name, "triton_shm_name", Operation::create, key);
+  const uint64_t size = parse_unsigned(byte_size, "byte_size", Operation::create, key);
+  RegionOptions options;
+  options.mode = static_cast<mode_t>(parse_unsigned(mode, "mode", Operation::create, key, 07777));
+  options.reserve = PyObject_IsTrue(reserve.ptr()) == 1;
+  options.prefault = PyObject_IsTrue(prefault.ptr()) == 1;
+  const bool exclusive = PyObject_IsTrue(create_only.ptr()) == 1;
+  nb::gil_scoped_release release;  // reserving or prefaulting gigabytes takes a while
+  self.handle = exclusive ? create_shared_memory_region(name, key, size, tritonshm::create_only, options)
+                          : create_shared_memory_region(name, key, size, open_or_create, options);
+}
+
+void attach(RegionHandle& self) {
+  const std::string key = parse_str(self.shm_key, "shm_key", Operation::open);
+  const std::string name = parse_str(self.triton_shm_name, "triton_shm_name", Operation::open, key);
+  nb::gil_scoped_release release;
+  self.handle = attach_shared_memory_region(name, key);
+}
+
+// An np.object_ array in set_shared_memory_region is an already serialized
+// BYTES tensor (serialize_byte_tensor's output): one element holding bytes.
+// Returns nullptr for an empty one (nothing to write).
+PyObject* serialized_bytes_of(PyArrayObject* arr, const std::string& key) {
+  const npy_intp n = PyArray_SIZE(arr);
+  if (n == 0) return nullptr;
+  if (n != 1) {
+    throw SharedMemoryError(Operation::set, key,
+                            "an np.object_ array must hold one serialized BYTES buffer (the output of "
+                            "serialize_byte_tensor), got " + std::to_string(n) + " elements");
+  }
+  PyObject* item = *static_cast<PyObject**>(PyArray_DATA(arr));
+  if (item == nullptr || !(PyBytes_Check(item) || PyByteArray_Check(item) || PyMemoryView_Check(item))) {
+    throw SharedMemoryError(Operation::set, key,
+                            std::string("the np.object_ array holds ") + (item ? Py_TYPE(item)->tp_name : "nothing") +
+                                ", expected serialized bytes (use serialize_byte_tensor)");
+  }
+  return item;
+}
+
+// set_shared_memory_region: the arguments in the reference's order, then
+// every bound before the first byte moves.
+void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj) {
+  if (!PyList_Check(values.ptr()) && !PyTuple_Check(values.ptr())) {
+    throw SharedMemoryError("input_values must be specified as a list/tuple of numpy arrays, got " +
+                            py_type_name(values));
+  }
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(values.ptr());
+  PyObject** items = PySequence_Fast_ITEMS(values.ptr());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (!PyArray_Check(items[i])) {
+      throw SharedMemoryError("each element of input_values must be a numpy array, got " + py_type_name(items[i]) +
+                              " at index " + std::to_string(i));
+    }
+  }
+  std::shared_ptr<Region> region = region_of(shm_handle, Operation::set);
+  const std::string& key = region->key();
+  const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::set, key);
+  std::vector<Buffer> held;
+  held.reserve(static_cast<std::size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    auto* arr = reinterpret_cast<PyArrayObject*>(items[i]);
+    if (PyDataType_REFCHK(PyArray_DESCR(arr))) {
+      if (PyArray_TYPE(arr) != NPY_OBJECT) {
+        throw SharedMemoryError(Operation::set, key,
+                                "dtype " + nb::cast<std::string>(nb::str(nb::handle(
+                                               reinterpret_cast<PyObject*>(PyArray_DESCR(arr))))) +
+                                    " holds Python objects");
+      }
+      if (PyObject* bytes = serialized_bytes_of(arr, key)) held.emplace_back(bytes, Operation::set, key);
+    } else if (PyArray_IS_C_CONTIGUOUS(arr)) {
+      held.emplace_back(items[i], Operation::set, key);
+    } else {
+      // Copied in C order first, as the reference does.
+      nb::object copy = nb::steal(PyArray_NewCopy(arr, NPY_CORDER));
+      if (!copy.is_valid()) throw nb::python_error();
+      held.emplace_back(copy.ptr(), Operation::set, key);
+    }
+  }
+  std::vector<std::span<const std::byte>> parts;
+  parts.reserve(held.size());
+  std::size_t total = 0;
+  for (const Buffer& b : held) {
+    parts.push_back(b.bytes());
+    total += b.bytes().size();
+  }
+  if (total > kReleaseGilAbove) {
+    nb::gil_scoped_release release;
+    region->write(offset, parts);
+  } else {
+    region->write(offset, parts);
+  }
+}
+
+// The mapping stays alive as long as any array made from it: the capsule is
+// the arrays' base object.
+PyObject* mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
+  auto* keep = new std::shared_ptr<const detail::Mapping>(mapping);
+  PyObject* capsule = PyCapsule_New(keep, "tritonshm.mapping", [](PyObject* cap) {
+    delete static_cast<std::shared_ptr<const detail::Mapping>*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
+  });
+  if (capsule == nullptr) {
+    delete keep;
+    throw nb::python_error();
+  }
+  return capsule;
+}
+
+// get_contents_as_numpy: a zero-copy view for fixed-size types, a decoded
+// object array for BYTES (np.object_ / np.bytes_).
+nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle shape_obj, nb::handle offset_obj) {
+  std::shared_ptr<Region> region = region_of(shm_handle, Operation::read);
+  const std::string& key = region->key();
+  const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::read, key);
+  nb::object descr_ref = parse_dtype(datatype, key);
+  auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());
+  const Shape shape = parse_shape(shape_obj, key);
+  if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
+    check_numpy_can_hold(shape, sizeof(PyObject*), key);
+    const std::vector<std::string_view> elements = region->read_bytes(offset, shape.count);
+    return bytes_object_array(shape.dims, elements, [&region](auto from, auto to) { region->copy_out(from, to); });
+  }
+  if (PyDataType_REFCHK(descr)) {
+    throw SharedMemoryError(Operation::read, key,
+                            "data type " + nb::cast<std::string>(nb::str(datatype)) +
+                                " holds Python objects and cannot live in shared memory");
+  }
+  const uint64_t itemsize = static_cast<uint64_t>(PyDataType_ELSIZE(descr));
+  if (itemsize == 0) {
+    throw SharedMemoryError(Operation::read, key,
+                            "data type " + nb::cast<std::string>(nb::str(datatype)) + " has no fixed size");
+  }
+  check_numpy_can_hold(shape, itemsize, key);
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
+    throw SharedMemoryError(Operation::read, key, "the tensor's size overflows 64 bits");
+  }
+  region->check_backed(offset, nbytes, Operation::read);
+  PyObject* owner = mapping_owner(region->mapping());
+  Py_INCREF(descr);  // NewFromDescr steals it; descr_ref still owns ours
+  // With a null data pointer numpy would allocate; an empty tensor at the very
+  // end of an empty region is the one case without an address, so give it one.
+  static std::byte empty_tensor_address[16];
+  void* data = region->data() != nullptr ? static_cast<void*>(region->data() + offset) : empty_tensor_address;
+  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
+                                       const_cast<npy_intp*>(shape.dims.data()), nullptr, data,
+                                       NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);
+  if (arr == nullptr) {
+    Py_DECREF(owner);
+    throw nb::python_error();
+  }
+  if (PyArray_SetBaseObject(reinterpret_cast<PyArrayObject*>(arr), owner) != 0) {  // steals owner
+    Py_DECREF(arr);
+    throw nb::python_error();
+  }
+  PyArray_UpdateFlags(reinterpret_cast<PyArrayObject*>(arr), NPY_ARRAY_UPDATE_ALL);
+  return nb::steal(arr);
+}
+
+// The argument holds the RegionHandle for the whole call, so releasing the
+// GIL while the handle is destroyed cannot free it under us.
+void destroy_region(nb::handle shm_handle) {
+  Handle& handle = handle_of(shm_handle, Operation::destroy);
+  nb::gil_scoped_release release;
+  handle.destroy();
+}
+
+}  // namespace
+
+void bind_regions(nb::module_& m) {
+  nb::class_<RegionHandle>(m, "RegionHandle",
+                           "The C++ half of tritonshm.SharedMemoryRegion: a counted handle on a region.")
+      .def(
+          "__init__",
+          [](RegionHandle* self, nb::handle triton_shm_name, nb::handle shm_key) {
+            new (self) RegionHandle{nb::borrow(triton_shm_name), nb::borrow(shm_key), Handle()};
+          },
+          nb::arg("triton_shm_name").none(), nb::arg("shm_key").none())
+      .def_prop_ro("_triton_shm_name", [](const RegionHandle& r) { return r.triton_shm_name; })
+      .def_prop_ro("_shm_key", [](const RegionHandle& r) { return r.shm_key; })
+      .def_prop_ro("triton_shm_name", [](const RegionHandle& r) { return r.triton_shm_name; },
+                   "The name the server knows the region by.")
+      .def_prop_ro("shm_key", [](const RegionHandle& r) { return r.shm_key; },
+                   "The key of the shared memory object, as given.")
+      .def_prop_ro("live", [](const RegionHandle& r) { return r.handle.live(); },
+                   "Whether the handle is mapped (made by create or attach, not yet destroyed).")
+      .def_prop_ro(
+          "byte_size", [](nb::handle self) { return region_of(self, Operation::read)->size(); },
+          "The size of the region as mapped by this process.")
+      .def("__repr__", [](const RegionHandle& r) {
+        return "SharedMemoryRegion(" + nb::cast<std::string>(nb::repr(r.triton_shm_name)) + ", " +
+               nb::cast<std::string>(nb::repr(r.shm_key)) + ", " + (r.handle.live() ? "live" : "not mapped") + ")";
+      });
+  m.def("create", &create, nb::arg("region"), nb::arg("byte_size").none(), nb::arg("create_only").none(),
+        nb::arg("mode").none(), nb::arg("reserve").none(), nb::arg("prefault").none());
+  m.def("attach", &attach, nb::arg("region"));
+  m.def("set_region", &set_region, nb::arg("shm_handle").none(), nb::arg("input_values").none(),
+        nb::arg("offset").none());
+  m.def("get_contents", &get_contents, nb::arg("shm_handle").none(), nb::arg("datatype").none(),
+        nb::arg("shape").none(), nb::arg("offset").none());
+  m.def("destroy_region", &destroy_region, nb::arg("shm_handle").none());
+  m.def("mapped_keys", &mapped_shared_memory_regions);
+}
+
+}  // namespace tritonshm::binding
