@@ -1,4 +1,4 @@
-"""python -m benchmarks (or `tritonshm bench` from a source checkout)."""
+"""python -m benchmarks, from a source checkout: tritonshm against tritonclient and memcpy."""
 
 from __future__ import annotations
 
@@ -52,12 +52,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {args.out}/results.json (no chart: pip install matplotlib)")
     return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmarks against tritonclient and memcpy (source checkout only)")
-    add_arguments(p)
-    p.set_defaults(run=run)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
