@@ -26,7 +26,6 @@ def raised(module, call):
 
 
 def same_start(call, text, cleanup=lambda module: None):
-    # Where both create, ours uses key + "_ours": the two must not meet.
     """Both libraries raise for `call`; the reference says exactly `text`, ours starts with it."""
     try:
         theirs = raised(reference, call)
@@ -67,35 +66,29 @@ def test_create_failing_in_the_os(make_key):
     assert "NAME_MAX" in ours
 
 
-def test_set_out_of_bounds(make_key):
-    key = make_key()
+def set_in_fresh_region(key, values):
+    """same_start's arguments for a set of `values` into a new 64-byte region
+    (ours under key + "_ours": the two libraries' regions must not meet)."""
     handles = {}
 
     def call(m):
         handles[m] = m.create_shared_memory_region("n", key + ("_ours" if m is shm else ""), 64, create_only=True)
-        m.set_shared_memory_region(handles[m], [np.ones(100, np.float32)])
+        m.set_shared_memory_region(handles[m], values)
 
     def cleanup(m):
         if m in handles:
             m.destroy_shared_memory_region(handles.pop(m))
 
-    ours = same_start(call, SET, cleanup)
+    return call, SET, cleanup
+
+
+def test_set_out_of_bounds(make_key):
+    ours = same_start(*set_in_fresh_region(make_key(), [np.ones(100, np.float32)]))
     assert "400 bytes at offset 0 do not fit in its 64 bytes" in ours
 
 
 def test_set_with_the_wrong_kind_of_value_inside(make_key):
-    key = make_key()
-    handles = {}
-
-    def call(m):
-        handles[m] = m.create_shared_memory_region("n", key + ("_ours" if m is shm else ""), 64, create_only=True)
-        m.set_shared_memory_region(handles[m], [np.array(5, dtype=np.object_)])  # not serialized bytes
-
-    def cleanup(m):
-        if m in handles:
-            m.destroy_shared_memory_region(handles.pop(m))
-
-    ours = same_start(call, SET, cleanup)
+    ours = same_start(*set_in_fresh_region(make_key(), [np.array(5, dtype=np.object_)]))  # not serialized bytes
     assert "serialize_byte_tensor" in ours
 
 
