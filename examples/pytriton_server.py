@@ -6,6 +6,7 @@ the models the tritonshm demo and end-to-end tests use:
   simple_fp32   the same in FP32
   simple_fp16   the same in FP16
   bytes_upper   BYTES INPUT0 [n] -> OUTPUT0 = upper-cased, OUTPUT1 = lengths (INT32)
+  double_fp32   FP32 INPUT0 [n] (no batching, any length) -> OUTPUT0 = 2 * INPUT0
 
 Run:  python examples/pytriton_server.py --http-port 8000 --grpc-port 8001
 then: tritonshm demo --url localhost:8000            (or --url localhost:8001 --protocol grpc)
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sysconfig
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -60,6 +61,16 @@ def _bytes_upper():
     return infer
 
 
+def _double():
+    from pytriton.decorators import batch
+
+    @batch
+    def infer(INPUT0):
+        return {"OUTPUT0": INPUT0 * np.float32(2)}
+
+    return infer
+
+
 def bind_models(triton: Any) -> None:
     from pytriton.model_config import ModelConfig, Tensor
 
@@ -79,9 +90,16 @@ def bind_models(triton: Any) -> None:
         outputs=[Tensor(name="OUTPUT0", dtype=np.bytes_, shape=(-1,)), Tensor(name="OUTPUT1", dtype=np.int32, shape=(-1,))],
         config=ModelConfig(max_batch_size=8),
     )
+    triton.bind(
+        model_name="double_fp32",
+        infer_func=_double(),
+        inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
+        outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,))],
+        config=ModelConfig(batching=False),
+    )
 
 
-def _make_triton(http_port: int, grpc_port: int) -> Any:
+def _make_triton(http_port: int, grpc_port: int, access_token: Optional[str] = None) -> Any:
     use_this_interpreters_libpython()
     from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
@@ -90,13 +108,18 @@ def _make_triton(http_port: int, grpc_port: int) -> Any:
     # PyTriton puts Triton's shared-memory API behind an access token by
     # default; a plain tritonclient (and so `tritonshm demo --url`) sends none.
     # The server listens on loopback only, and the other admin APIs stay guarded.
-    security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "shared-memory"])
+    # With access_token, the shared-memory API stays guarded by that token.
+    if access_token is None:
+        security = TritonSecurityConfig(
+            restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "shared-memory"])
+    else:
+        security = TritonSecurityConfig(access_token=access_token)
     return Triton(config=config, security_config=security)
 
 
-def start(http_port: int, grpc_port: int) -> Any:
+def start(http_port: int, grpc_port: int, access_token: Optional[str] = None) -> Any:
     """Starts Triton with the models bound and returns it (call .stop())."""
-    triton = _make_triton(http_port, grpc_port)
+    triton = _make_triton(http_port, grpc_port, access_token)
     bind_models(triton)
     triton.run()
     return triton
@@ -106,8 +129,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--access-token", help="keep the shared-memory API behind this token")
     args = parser.parse_args()
-    with _make_triton(args.http_port, args.grpc_port) as triton:
+    with _make_triton(args.http_port, args.grpc_port, args.access_token) as triton:
         bind_models(triton)
         print(f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
               flush=True)

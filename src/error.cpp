@@ -45,6 +45,7 @@ std::string_view operation_text(Operation op) noexcept {
     case Operation::destroy: return "unable to destroy the shared memory region";
     case Operation::remove: return "unable to remove the shared memory region";
     case Operation::inspect: return "unable to inspect shared memory";
+    case Operation::lease: return "unable to lease shared memory";
   }
   return "";
 }

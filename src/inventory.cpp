@@ -134,7 +134,10 @@ Inventory list_regions_with(const Usage& usage) {
 }  // namespace
 
 bool is_foreign_key(std::string_view key) noexcept {
-  static constexpr std::string_view kForeignPrefixes[] = {"/triton_python_backend_shm_region_", "/psm_"};
+  // Triton's Python backend names its regions with this prefix by default;
+  // PyTriton gives it "pytrtion<pid>-..." (sic) instead and keeps its tensors
+  // in multiprocessing.shared_memory's "psm_*".
+  static constexpr std::string_view kForeignPrefixes[] = {"/triton_python_backend_shm_region_", "/pytrtion", "/psm_"};
   for (const std::string_view prefix : kForeignPrefixes) {
     if (key.substr(0, prefix.size()) == prefix) return true;
   }

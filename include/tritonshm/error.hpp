@@ -15,7 +15,7 @@
 
 namespace tritonshm {
 
-enum class Operation { none, create, open, set, read, destroy, remove, inspect };
+enum class Operation { none, create, open, set, read, destroy, remove, inspect, lease };
 
 // The text a message about `op` starts with ("" for none).
 std::string_view operation_text(Operation op) noexcept;

@@ -43,8 +43,9 @@ Inventory list_regions();
 std::optional<RegionInfo> region_info(std::string_view key);
 
 // Whether a key belongs to a tool that manages its own regions: Triton's
-// Python backend ("/triton_python_backend_shm_region_*") and Python's
-// multiprocessing.shared_memory ("/psm_*", which PyTriton uses). Removing one
+// Python backend ("/triton_python_backend_shm_region_*", or "/pytrtion*" as
+// PyTriton configures it) and Python's multiprocessing.shared_memory
+// ("/psm_*", which PyTriton uses for tensors). Removing one
 // of those while its owner is between two uses breaks that owner.
 bool is_foreign_key(std::string_view normalized_key) noexcept;
 

@@ -111,6 +111,9 @@ class Region {
   // throws, saying which of the two it was (instead of SIGBUS).
   void write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const;
   void write(uint64_t offset, const void* data, uint64_t length) const;
+  // Serializes a BYTES tensor (tensor_codec.hpp's format) at `offset`,
+  // checked and guarded as write() is.
+  void write_bytes(uint64_t offset, std::span<const std::string_view> elements) const;
   // Copies `length` bytes at `offset` out of the region, guarded the same way.
   void read(uint64_t offset, void* out, uint64_t length) const;
   // Decodes `count` elements of a BYTES tensor at `offset` (see

@@ -1,6 +1,7 @@
 // The whole public C++ API of tritonshm. (detail/ holds what these build on.)
 #pragma once
 
+#include "tritonshm/arena.hpp"
 #include "tritonshm/creation_tags.hpp"
 #include "tritonshm/error.hpp"
 #include "tritonshm/inventory.hpp"

@@ -1,5 +1,14 @@
 #include "arrays.hpp"
 
+#include <nanobind/stl/string.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+
+#include "arguments.hpp"
+#include "tritonshm/tensor_codec.hpp"
+
 namespace tritonshm::binding {
 
 
@@ -25,6 +34,157 @@ nb::object bytes_object_array(const std::vector<npy_intp>& dims, std::span<const
     copy(elements, destinations);
   }
   return result;
+}
+
+namespace {
+
+// The capsule that holds a mapping for the arrays made from it.
+PyObject* mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
+  auto* keep = new std::shared_ptr<const detail::Mapping>(mapping);
+  PyObject* capsule = PyCapsule_New(keep, "tritonshm.mapping", [](PyObject* cap) {
+    delete static_cast<std::shared_ptr<const detail::Mapping>*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
+  });
+  if (capsule == nullptr) {
+    delete keep;
+    throw nb::python_error();
+  }
+  return capsule;
+}
+
+}  // namespace
+
+nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype,
+                       nb::handle shape_obj, TensorOwner owner, nb::handle owner_object) {
+  const std::string& key = region.key();
+  nb::object descr_ref = parse_dtype(datatype, key);
+  auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());
+  const Shape shape = parse_shape(shape_obj, key);
+  if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
+    check_numpy_can_hold(shape, sizeof(PyObject*), key);
+    std::vector<std::string_view> elements = region.read_bytes(offset, shape.count);
+    if (!elements.empty()) {
+      // The decoder stays inside the region; a lease must also stay inside its slice.
+      const uint64_t end = static_cast<uint64_t>(elements.back().data() + elements.back().size() -
+                                                 reinterpret_cast<const char*>(region.data()));
+      if (end - offset > limit) {
+        throw SharedMemoryError(Operation::read, key,
+                                "the BYTES tensor at offset " + std::to_string(offset) + " runs past its " +
+                                    std::to_string(limit) + " bytes");
+      }
+    }
+    return bytes_object_array(shape.dims, elements, [&region](auto from, auto to) { region.copy_out(from, to); });
+  }
+  if (PyDataType_REFCHK(descr)) {
+    throw SharedMemoryError(Operation::read, key,
+                            "data type " + nb::cast<std::string>(nb::str(datatype)) +
+                                " holds Python objects and cannot live in shared memory");
+  }
+  const uint64_t itemsize = static_cast<uint64_t>(PyDataType_ELSIZE(descr));
+  if (itemsize == 0) {
+    throw SharedMemoryError(Operation::read, key,
+                            "data type " + nb::cast<std::string>(nb::str(datatype)) + " has no fixed size");
+  }
+  check_numpy_can_hold(shape, itemsize, key);
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
+    throw SharedMemoryError(Operation::read, key, "the tensor's size overflows 64 bits");
+  }
+  if (nbytes > limit) {
+    throw SharedMemoryError(Operation::read, key,
+                            std::to_string(nbytes) + " bytes do not fit in the " + std::to_string(limit) +
+                                " bytes at offset " + std::to_string(offset));
+  }
+  Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
+  if (owner == TensorOwner::copy) {
+    PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
+                                         const_cast<npy_intp*>(shape.dims.data()), nullptr, nullptr, 0, nullptr);
+    if (arr == nullptr) throw nb::python_error();
+    nb::object result = nb::steal(arr);
+    void* out = PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr));
+    if (nbytes > kReleaseGilAbove) {
+      nb::gil_scoped_release release;
+      region.read(offset, out, nbytes);
+    } else {
+      region.read(offset, out, nbytes);
+    }
+    return result;
+  }
+  region.check_backed(offset, nbytes, Operation::read);
+  PyObject* base = owner == TensorOwner::mapping ? mapping_owner(region.mapping()) : Py_NewRef(owner_object.ptr());
+  // With a null data pointer numpy would allocate; an empty tensor at the very
+  // end of an empty region is the one case without an address, so give it one.
+  static std::byte empty_tensor_address[16];
+  void* data = region.data() != nullptr ? static_cast<void*>(region.data() + offset) : empty_tensor_address;
+  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
+                                       const_cast<npy_intp*>(shape.dims.data()), nullptr, data,
+                                       NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);
+  if (arr == nullptr) {
+    Py_DECREF(base);
+    throw nb::python_error();
+  }
+  if (PyArray_SetBaseObject(reinterpret_cast<PyArrayObject*>(arr), base) != 0) {  // steals base
+    Py_DECREF(arr);
+    throw nb::python_error();
+  }
+  PyArray_UpdateFlags(reinterpret_cast<PyArrayObject*>(arr), NPY_ARRAY_UPDATE_ALL);
+  return nb::steal(arr);
+}
+
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw SharedMemoryError(message); }
+
+std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
+  if (PyBytes_CheckExact(obj)) {
+    return {PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj))};
+  }
+  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? Py_NewRef(obj) : PyObject_Str(obj));
+  if (!s.is_valid()) throw nb::python_error();
+  Py_ssize_t n = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
+  if (utf8 == nullptr) {
+    PyErr_Clear();
+    fail("cannot serialize BYTES tensor: an element's text cannot be encoded as UTF-8");
+  }
+  keep.push_back(std::move(s));
+  return {utf8, static_cast<std::size_t>(n)};
+}
+
+}  // namespace
+
+BytesElements bytes_elements(nb::handle array) {
+  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
+  if (!PyArray_Check(array.ptr()) || !PyArray_IS_C_CONTIGUOUS(arr)) {
+    fail("cannot serialize BYTES tensor: expected a C-contiguous numpy array");
+  }
+  const npy_intp n = PyArray_SIZE(arr);
+  BytesElements out;
+  out.views.reserve(static_cast<std::size_t>(n));
+  if (PyArray_TYPE(arr) == NPY_OBJECT) {
+    auto** items = static_cast<PyObject**>(PyArray_DATA(arr));
+    out.keep.reserve(static_cast<std::size_t>(n));
+    for (npy_intp i = 0; i < n; ++i) {
+      PyObject* item = items[i] != nullptr ? items[i] : Py_None;
+      out.keep.push_back(nb::borrow(item));  // another thread may replace the element meanwhile
+      out.views.push_back(element_bytes(item, out.keep));
+    }
+  } else if (PyArray_TYPE(arr) == NPY_STRING) {
+    // numpy drops trailing NUL bytes when it hands out an 'S' element: do the same.
+    const std::size_t width = static_cast<std::size_t>(PyArray_ITEMSIZE(arr));
+    const char* base = static_cast<const char*>(PyArray_DATA(arr));
+    out.keep.push_back(nb::borrow(array));
+    for (npy_intp i = 0; i < n; ++i) {
+      const char* e = base + static_cast<std::size_t>(i) * width;
+      std::size_t len = width;
+      while (len > 0 && e[len - 1] == '\0') --len;
+      out.views.emplace_back(e, len);
+    }
+  } else {
+    fail("cannot serialize bytes tensor: invalid datatype " + nb::cast<std::string>(nb::str(array.attr("dtype"))) +
+         " (expected np.object_ or np.bytes_)");
+  }
+  out.serialized_size = serialized_bytes_size(out.views);
+  return out;
 }
 
 }  // namespace tritonshm::binding

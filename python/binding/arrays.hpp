@@ -8,8 +8,23 @@
 #include <vector>
 
 #include "binding.hpp"
+#include "tritonshm/region.hpp"
 
 namespace tritonshm::binding {
+
+// What keeps the memory of a tensor read from a region alive.
+enum class TensorOwner {
+  mapping,  // a view whose base holds the region's mapping
+  object,   // a view whose base is the given Python object (a lease)
+  copy,     // an array of its own
+};
+
+// The tensor of `datatype` and `shape` at `offset` of `region`, within
+// `limit` bytes from it (a lease's slice; UINT64_MAX: the region's own bounds): fixed-size types as a view or a copy (per owner),
+// BYTES (np.object_ / np.bytes_) decoded into an object array of bytes. Every
+// read is bounds-checked and SIGBUS-guarded.
+nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype,
+                       nb::handle shape, TensorOwner owner, nb::handle owner_object);
 
 // Copies elements into destinations; runs without the GIL.
 using ElementCopier = std::function<void(std::span<const std::string_view>, std::span<std::byte* const>)>;
@@ -18,5 +33,15 @@ using ElementCopier = std::function<void(std::span<const std::string_view>, std:
 // are allocated first (that needs the GIL), then filled by `copy` without it.
 nb::object bytes_object_array(const std::vector<npy_intp>& dims, std::span<const std::string_view> elements,
                               const ElementCopier& copy);
+
+// The elements of a BYTES tensor (an np.object_ or np.bytes_ array) as
+// tritonclient serializes them: `bytes` as is, anything else as the UTF-8 of
+// str(element). Holds what the views point into.
+struct BytesElements {
+  std::vector<std::string_view> views;
+  std::vector<nb::object> keep;
+  uint64_t serialized_size = 0;  // with the 4-byte lengths
+};
+BytesElements bytes_elements(nb::handle array);
 
 }  // namespace tritonshm::binding

@@ -17,57 +17,10 @@ namespace {
 
 [[noreturn]] void fail(const std::string& message) { throw SharedMemoryError(message); }
 
-// The bytes of one element of a BYTES tensor, as tritonclient takes it: a
-// `bytes` object as is, anything else as the UTF-8 of str(obj).
-std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
-  if (PyBytes_CheckExact(obj)) {
-    return {PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj))};
-  }
-  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? Py_NewRef(obj) : PyObject_Str(obj));
-  if (!s.is_valid()) throw nb::python_error();
-  Py_ssize_t n = 0;
-  const char* utf8 = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
-  if (utf8 == nullptr) {
-    PyErr_Clear();
-    fail("cannot serialize BYTES tensor: an element's text cannot be encoded as UTF-8");
-  }
-  keep.push_back(std::move(s));
-  return {utf8, static_cast<std::size_t>(n)};
-}
-
 nb::bytes serialize_bytes_tensor(nb::handle array) {
-  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
-  if (!PyArray_Check(array.ptr()) || !PyArray_IS_C_CONTIGUOUS(arr)) {
-    fail("cannot serialize BYTES tensor: expected a C-contiguous numpy array");
-  }
-  const npy_intp n = PyArray_SIZE(arr);
-  std::vector<std::string_view> views;
-  views.reserve(static_cast<std::size_t>(n));
-  std::vector<nb::object> keep;
-  if (PyArray_TYPE(arr) == NPY_OBJECT) {
-    auto** items = static_cast<PyObject**>(PyArray_DATA(arr));
-    keep.reserve(static_cast<std::size_t>(n));
-    for (npy_intp i = 0; i < n; ++i) {
-      PyObject* item = items[i] != nullptr ? items[i] : Py_None;
-      keep.push_back(nb::borrow(item));  // another thread may replace the element meanwhile
-      views.push_back(element_bytes(item, keep));
-    }
-  } else if (PyArray_TYPE(arr) == NPY_STRING) {
-    // numpy drops trailing NUL bytes when it hands out an 'S' element: do the same.
-    const std::size_t width = static_cast<std::size_t>(PyArray_ITEMSIZE(arr));
-    const char* base = static_cast<const char*>(PyArray_DATA(arr));
-    keep.push_back(nb::borrow(array));
-    for (npy_intp i = 0; i < n; ++i) {
-      const char* e = base + static_cast<std::size_t>(i) * width;
-      std::size_t len = width;
-      while (len > 0 && e[len - 1] == '\0') --len;
-      views.emplace_back(e, len);
-    }
-  } else {
-    fail("cannot serialize bytes tensor: invalid datatype " + nb::cast<std::string>(nb::str(array.attr("dtype"))) +
-         " (expected np.object_ or np.bytes_)");
-  }
-  const uint64_t total = serialized_bytes_size(views);
+  const BytesElements elements = bytes_elements(array);
+  const std::vector<std::string_view>& views = elements.views;
+  const uint64_t total = elements.serialized_size;
   PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
   if (out == nullptr) throw nb::python_error();
   nb::bytes result = nb::steal<nb::bytes>(out);

@@ -9,4 +9,5 @@ NB_MODULE(_core, m) {
   bind_regions(m);
   bind_codecs(m);
   bind_inventory(m);
+  bind_arena(m);
 }

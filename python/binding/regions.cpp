@@ -144,69 +144,13 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
   }
 }
 
-// The mapping stays alive as long as any array made from it: the capsule is
-// the arrays' base object.
-PyObject* mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
-  auto* keep = new std::shared_ptr<const detail::Mapping>(mapping);
-  PyObject* capsule = PyCapsule_New(keep, "tritonshm.mapping", [](PyObject* cap) {
-    delete static_cast<std::shared_ptr<const detail::Mapping>*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
-  });
-  if (capsule == nullptr) {
-    delete keep;
-    throw nb::python_error();
-  }
-  return capsule;
-}
-
-// get_contents_as_numpy: a zero-copy view for fixed-size types, a decoded
-// object array for BYTES (np.object_ / np.bytes_).
+// get_contents_as_numpy: a zero-copy view for fixed-size types (the mapping
+// stays alive as long as any array made from it), a decoded object array for
+// BYTES (np.object_ / np.bytes_).
 nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle shape_obj, nb::handle offset_obj) {
   std::shared_ptr<Region> region = region_of(shm_handle, Operation::read);
-  const std::string& key = region->key();
-  const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::read, key);
-  nb::object descr_ref = parse_dtype(datatype, key);
-  auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());
-  const Shape shape = parse_shape(shape_obj, key);
-  if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
-    check_numpy_can_hold(shape, sizeof(PyObject*), key);
-    const std::vector<std::string_view> elements = region->read_bytes(offset, shape.count);
-    return bytes_object_array(shape.dims, elements, [&region](auto from, auto to) { region->copy_out(from, to); });
-  }
-  if (PyDataType_REFCHK(descr)) {
-    throw SharedMemoryError(Operation::read, key,
-                            "data type " + nb::cast<std::string>(nb::str(datatype)) +
-                                " holds Python objects and cannot live in shared memory");
-  }
-  const uint64_t itemsize = static_cast<uint64_t>(PyDataType_ELSIZE(descr));
-  if (itemsize == 0) {
-    throw SharedMemoryError(Operation::read, key,
-                            "data type " + nb::cast<std::string>(nb::str(datatype)) + " has no fixed size");
-  }
-  check_numpy_can_hold(shape, itemsize, key);
-  uint64_t nbytes = 0;
-  if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
-    throw SharedMemoryError(Operation::read, key, "the tensor's size overflows 64 bits");
-  }
-  region->check_backed(offset, nbytes, Operation::read);
-  PyObject* owner = mapping_owner(region->mapping());
-  Py_INCREF(descr);  // NewFromDescr steals it; descr_ref still owns ours
-  // With a null data pointer numpy would allocate; an empty tensor at the very
-  // end of an empty region is the one case without an address, so give it one.
-  static std::byte empty_tensor_address[16];
-  void* data = region->data() != nullptr ? static_cast<void*>(region->data() + offset) : empty_tensor_address;
-  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
-                                       const_cast<npy_intp*>(shape.dims.data()), nullptr, data,
-                                       NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);
-  if (arr == nullptr) {
-    Py_DECREF(owner);
-    throw nb::python_error();
-  }
-  if (PyArray_SetBaseObject(reinterpret_cast<PyArrayObject*>(arr), owner) != 0) {  // steals owner
-    Py_DECREF(arr);
-    throw nb::python_error();
-  }
-  PyArray_UpdateFlags(reinterpret_cast<PyArrayObject*>(arr), NPY_ARRAY_UPDATE_ALL);
-  return nb::steal(arr);
+  const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::read, region->key());
+  return read_tensor(*region, offset, UINT64_MAX, datatype, shape_obj, TensorOwner::mapping, nb::handle());
 }
 
 // The argument holds the RegionHandle for the whole call, so releasing the

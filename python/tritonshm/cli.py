@@ -244,6 +244,42 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .triton.refusals import server_refusal
+    from .triton.status import shared_memory_status
+
+    try:
+        if args.protocol == "grpc":
+            import tritonclient.grpc as client_module
+        else:
+            import tritonclient.http as client_module
+    except ImportError as exc:
+        raise SharedMemoryException(f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})")
+    headers = dict(h.split("=", 1) for h in args.header) if args.header else None
+    client = client_module.InferenceServerClient(url=args.url)
+    try:
+        rows = shared_memory_status(client, headers)
+    except Exception as error:  # noqa: BLE001 - a refusal, explained where we can
+        raise server_refusal(error, f"unable to read the shared memory status of {args.url}") from error
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps({"url": args.url, "regions": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no registered regions, and none in /dev/shm")
+        return 0
+    table = [["STATE", "NAME", "KEY", "REGISTERED", "LOCAL SIZE", "PIDS"]]
+    for r in rows:
+        registered = "-" if r["byte_size"] is None else f"{_human_size(r['byte_size'])} @ {r['offset']}"
+        local = "-" if r["local_size"] is None else _human_size(r["local_size"])
+        state = r["state"] + (" (another tool's)" if r["foreign"] else "")
+        table.append([state, r["name"] or "-", r["key"], registered, local, ",".join(map(str, r["mapped_by"])) or "-"])
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(table[0]))]
+    print("\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in table))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tritonshm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -281,9 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-uninspected", action="store_true",
                    help="remove even though some processes could not be inspected")
     p.add_argument("--include-foreign", action="store_true",
-                   help="also remove other tools' unused regions (Triton's Python backend, psm_* of Python and PyTriton)")
+                   help="also remove other tools' unused regions (Triton's Python backend and PyTriton's, psm_* of Python)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_gc)
+
+    p = sub.add_parser("status", help="a Triton server's registered regions joined with this host's /dev/shm")
+    p.add_argument("--url", required=True, help="the server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--header", action="append", metavar="NAME=VALUE",
+                   help="a header for the server, e.g. triton-access-token=TOKEN (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_status)
 
     from . import demo
 

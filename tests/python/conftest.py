@@ -70,3 +70,29 @@ def no_leftover_regions() -> Iterator[None]:
         (pathlib.Path("/dev/shm") / name).unlink(missing_ok=True)
     assert not leaked, f"test left regions in /dev/shm: {leaked}"
     assert not held, f"test left handles in the registry: {held}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def triton():
+    """A real Triton server (PyTriton's, examples/pytriton_server.py) in this
+    process, on loopback, for the whole session: its HTTP and gRPC addresses."""
+    import importlib.util
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("pytriton_server", root / "examples/pytriton_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ports = {"http": free_port(), "grpc": free_port()}
+    server = module.start(ports["http"], ports["grpc"])
+    try:
+        yield {"http": f"127.0.0.1:{ports['http']}", "grpc": f"127.0.0.1:{ports['grpc']}"}
+    finally:
+        server.stop()

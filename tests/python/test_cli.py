@@ -153,7 +153,8 @@ def test_gc_keeps_everything_while_a_process_cannot_be_inspected(make_key):
 def test_gc_leaves_other_tools_regions_alone_unless_asked():
     """Triton's Python backend and Python's multiprocessing (PyTriton) manage
     their own regions; on a Triton host, `tritonshm gc` must not take them."""
-    keys = [f"/triton_python_backend_shm_region_tshm_{os.getpid()}", f"/psm_tshm_{os.getpid()}"]
+    keys = [f"/triton_python_backend_shm_region_tshm_{os.getpid()}", f"/psm_tshm_{os.getpid()}",
+            f"/pytrtion_tshm_{os.getpid()}"]
     try:
         for key in keys:
             cli("create", key, "4K")

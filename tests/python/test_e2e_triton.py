@@ -3,9 +3,7 @@ tritonserver, on loopback), driven by the real tritonclient over HTTP and
 gRPC, with every shared-memory tensor in regions made by tritonshm."""
 
 import contextlib
-import importlib.util
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -22,25 +20,6 @@ http = pytest.importorskip("tritonclient.http", reason="e2e needs the test extra
 grpc = pytest.importorskip("tritonclient.grpc", reason="e2e needs the test extras: pip install .[test]")
 pytest.importorskip("pytriton", reason="e2e needs nvidia-pytriton (test extra; Linux, Python < 3.13)")
 from tritonclient.utils import InferenceServerException  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def triton():
-    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "examples/pytriton_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ports = {"http": free_port(), "grpc": free_port()}
-    server = module.start(ports["http"], ports["grpc"])
-    try:
-        yield {"http": f"127.0.0.1:{ports['http']}", "grpc": f"127.0.0.1:{ports['grpc']}"}
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["http", "grpc"])

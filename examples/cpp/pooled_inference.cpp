@@ -1,0 +1,117 @@
+// Shared-memory inference from C++ with a tritonshm::Arena: one region
+// registered once with a Triton server, one lease per request.
+//
+// The arena never talks to a server, so any client registers its regions.
+// This example uses the smallest client there is: Triton's HTTP/JSON API over
+// a plain socket (a real program would use Triton's C++ client, gRPC, or its
+// own). It runs the `simple` model (INT32 INPUT0, INPUT1 [1,16] -> OUTPUT0 =
+// sum, OUTPUT1 = difference) with every tensor in the lease.
+//
+//   pooled_inference HOST:PORT [REQUESTS]
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+
+#include <tritonshm/tritonshm.hpp>
+
+namespace {
+
+// POSTs `body` to `path` and returns the response body; throws unless 200.
+std::string post(const std::string& host, const std::string& port, const std::string& path, const std::string& body) {
+  addrinfo hints{}, *found = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) throw std::runtime_error("cannot resolve " + host);
+  const int fd = ::socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  const bool connected = fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0;
+  ::freeaddrinfo(found);
+  if (!connected) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot connect to " + host + ":" + port);
+  }
+  const std::string request = "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: application/json\r\n" +
+                              "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  for (std::size_t sent = 0; sent < request.size();) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, 0);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, static_cast<std::size_t>(n));
+  ::close(fd);
+  const std::size_t head_end = response.find("\r\n\r\n");
+  const std::string body_text = head_end == std::string::npos ? "" : response.substr(head_end + 4);
+  if (response.compare(0, 12, "HTTP/1.1 200") != 0) {
+    throw std::runtime_error(path + ": " + response.substr(0, response.find("\r\n")) + " " + body_text);
+  }
+  return body_text;
+}
+
+std::string shm_parameters(const tritonshm::Lease& lease, uint64_t offset, uint64_t bytes) {
+  return R"("parameters":{"shared_memory_region":")" + lease.name() + R"(","shared_memory_offset":)" +
+         std::to_string(lease.offset() + offset) + R"(,"shared_memory_byte_size":)" + std::to_string(bytes) + "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: pooled_inference HOST:PORT [REQUESTS]\n";
+    return 2;
+  }
+  const std::string url = argv[1];
+  const std::string host = url.substr(0, url.rfind(':')), port = url.substr(url.rfind(':') + 1);
+  const int requests = argc > 2 ? std::stoi(argv[2]) : 100;
+  try {
+    tritonshm::ArenaOptions options;
+    options.key_prefix = "tritonshm_cpp_example";
+    tritonshm::Arena arena(options);
+    const tritonshm::ArenaRegion region = arena.add_region(1 << 20);
+    post(host, port, "/v2/systemsharedmemory/region/" + region.name + "/register",
+         R"({"key":")" + region.key + R"(","offset":0,"byte_size":)" + std::to_string(region.size) + "}");
+    std::cout << "REGISTERED " << region.name << "\n";
+
+    constexpr uint64_t kTensor = 16 * sizeof(int32_t);  // [1,16] INT32
+    double lease_us = 0;
+    for (int r = 0; r < requests; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      tritonshm::Lease lease = arena.lease(4 * kTensor);  // INPUT0, INPUT1, OUTPUT0, OUTPUT1
+      lease_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      int32_t a[16], b[16];
+      for (int i = 0; i < 16; ++i) a[i] = r + i, b[i] = i % 5;
+      lease.region()->write(lease.offset(), a, kTensor);
+      lease.region()->write(lease.offset() + kTensor, b, kTensor);
+      const std::string body =
+          R"({"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32",)" + shm_parameters(lease, 0, kTensor) +
+          R"(},{"name":"INPUT1","shape":[1,16],"datatype":"INT32",)" + shm_parameters(lease, kTensor, kTensor) +
+          R"(}],"outputs":[{"name":"OUTPUT0",)" + shm_parameters(lease, 2 * kTensor, kTensor) +
+          R"(},{"name":"OUTPUT1",)" + shm_parameters(lease, 3 * kTensor, kTensor) + "}]}";
+      post(host, port, "/v2/models/simple/infer", body);
+      const auto sum = lease.region()->as<int32_t>(lease.offset() + 2 * kTensor, 16);
+      const auto difference = lease.region()->as<int32_t>(lease.offset() + 3 * kTensor, 16);
+      for (int i = 0; i < 16; ++i) {
+        if (sum[i] != a[i] + b[i] || difference[i] != a[i] - b[i]) {
+          std::cerr << "FAIL request " << r << " element " << i << "\n";
+          return 1;
+        }
+      }
+      const auto t1 = std::chrono::steady_clock::now();
+      lease.release();
+      lease_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t1).count();
+    }
+    post(host, port, "/v2/systemsharedmemory/region/" + region.name + "/unregister", "");
+    std::cout << "PASS " << requests << " requests; lease + release " << lease_us / requests << " us each\n";
+  } catch (const std::exception& e) {  // tritonshm::SharedMemoryError or the HTTP client's
+    std::cerr << "pooled_inference: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,48 @@
+"""What a Triton server has registered, joined with what this host's /dev/shm holds."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from ..inventory import list_regions
+
+__all__ = ["server_regions", "shared_memory_status"]
+
+
+def server_regions(client: Any, headers: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+    """The server's registered system regions as dicts: name, key, offset, byte_size."""
+    if type(client).__module__.startswith("tritonclient.grpc"):
+        status = client.get_system_shared_memory_status(headers=headers, as_json=True)
+        regions = status.get("regions", {}).values()
+        return [{"name": r["name"], "key": r["key"], "offset": int(r.get("offset", 0)),
+                 "byte_size": int(r.get("byteSize", r.get("byte_size", 0)))} for r in regions]
+    return [{"name": r["name"], "key": r["key"], "offset": int(r.get("offset", 0)), "byte_size": int(r["byte_size"])}
+            for r in client.get_system_shared_memory_status(headers=headers)]
+
+
+def shared_memory_status(client: Any, headers: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+    """One row per registered region and per local region, with its state:
+
+    - ``registered``: registered and present here, big enough;
+    - ``too_small``: present, but smaller than offset + byte_size of the registration;
+    - ``gone_locally``: registered, but no such key in /dev/shm here (removed
+      without unregistering, or the server is in another IPC namespace);
+    - ``not_registered``: in /dev/shm here, not registered with this server.
+    """
+    local = {info.key: info for info in list_regions()}
+    rows: List[Dict[str, Any]] = []
+    seen = set()
+    for region in server_regions(client, headers):
+        key = "/" + region["key"].lstrip("/")
+        info = local.get(key)
+        seen.add(key)
+        needed = region["offset"] + region["byte_size"]
+        state = "gone_locally" if info is None else ("too_small" if info.size < needed else "registered")
+        rows.append(dict(region, key=key, state=state, local_size=None if info is None else info.size,
+                         mapped_by=[] if info is None else list(info.mapped_by),
+                         foreign=False if info is None else info.foreign))
+    for key, info in local.items():
+        if key not in seen:
+            rows.append({"name": None, "key": key, "offset": None, "byte_size": None, "state": "not_registered",
+                         "local_size": info.size, "mapped_by": list(info.mapped_by), "foreign": info.foreign})
+    return rows
