@@ -96,3 +96,34 @@ def triton():
         yield {"http": f"127.0.0.1:{ports['http']}", "grpc": f"127.0.0.1:{ports['grpc']}"}
     finally:
         server.stop()
+
+
+def run(*cmd, cwd=None):
+    import subprocess
+
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory):
+    """The C++ library installed with `cmake --install`, and examples/cpp built
+    against the installed package as a separate project: their build folder."""
+    import shutil
+
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is required (scripts/test.sh installs it)"
+    root = pathlib.Path(__file__).resolve().parents[2]
+    work = tmp_path_factory.mktemp("cpp")
+    prefix = work / "prefix"
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    run(cmake, "-S", root, "-B", work / "build", *gen, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={prefix}")
+    run(cmake, "--build", work / "build")
+    run(cmake, "--install", work / "build")
+    assert (prefix / "include/tritonshm/tritonshm.hpp").exists()
+    assert list(prefix.glob("lib*/cmake/tritonshm/tritonshmConfig.cmake"))
+    # The examples see only the installed package, never this source tree.
+    run(cmake, "-S", root / "examples/cpp", "-B", work / "examples", *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
+    run(cmake, "--build", work / "examples")
+    return work / "examples"

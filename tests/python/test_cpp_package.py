@@ -3,40 +3,14 @@ found by a separate project with find_package(tritonshm), and exchanging
 tensors with Python."""
 
 import pathlib
-import shutil
 import subprocess
 
 import numpy as np
-import pytest
 
 import tritonshm as shm
-from conftest import shm_path
+from conftest import run, shm_path
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def run(*cmd, cwd=None):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory):
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is required (scripts/test.sh installs it)"
-    work = tmp_path_factory.mktemp("cpp")
-    prefix = work / "prefix"
-    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    run(cmake, "-S", ROOT, "-B", work / "build", *gen, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={prefix}")
-    run(cmake, "--build", work / "build")
-    run(cmake, "--install", work / "build")
-    assert (prefix / "include/tritonshm/tritonshm.hpp").exists()
-    assert list(prefix.glob("lib*/cmake/tritonshm/tritonshmConfig.cmake"))
-    # The examples see only the installed package, never this source tree.
-    run(cmake, "-S", ROOT / "examples/cpp", "-B", work / "examples", *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
-    run(cmake, "--build", work / "examples")
-    return work / "examples"
 
 
 def test_python_reads_what_cpp_wrote(examples, make_key):

@@ -11,7 +11,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -380,3 +379,16 @@ def test_status_joins_the_servers_regions_with_dev_shm(triton):
         for handle in handles:
             shm.destroy_shared_memory_region(handle)
         client.close()
+
+
+def test_cpp_example_leases_from_an_arena_and_infers_through_its_own_client(triton, examples):
+    """examples/cpp/pooled_inference: a C++ Arena, registered through the
+    example's own (HTTP/JSON) client, one lease per request."""
+    out = subprocess.run([examples / "pooled_inference", triton["http"], "50"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "PASS 50 requests" in out.stdout
+    name = out.stdout.split()[1]
+    assert name.startswith("tritonshm_cpp_example_")
+    with http.InferenceServerClient(triton["http"]) as client:
+        assert_gone(client, [name])
