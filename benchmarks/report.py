@@ -76,6 +76,9 @@ def table(rows: List[Dict[str, Any]]) -> str:
             if ours and name != "tritonshm":
                 ratio = f"x{r['median'] / ours['median']:.2f}"
             extra = f"  (create {human_time(r['create_median'])})" if "create_median" in r else ""
+            if "server_median" in r:
+                extra += f"  (server {human_time(r['server_median'])}"
+                extra += f", pool's own work {human_time(r['pool_work_median'])})" if "pool_work_median" in r else ")"
             out.append(f"{case:<18} {label or human_size(size):>10}  {name:<32} {human_time(r['median']):>10} "
                        f"{human_time(r['q1']) + '-' + human_time(r['q3']):>22} {gbps:>7}  {ratio}{extra}")
     return "\n".join(out)
@@ -88,6 +91,39 @@ def write_json(path: str, rows: List[Dict[str, Any]]) -> None:
 
 COLORS = {"tritonshm": "tab:blue", "tritonshm_prefault": "tab:purple", "tritonclient": "tab:orange",
           "memcpy": "tab:green"}
+
+
+def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
+    """Per-request latency against a real Triton server, by input size."""
+    triton_rows = [r for r in rows if r["case"] == "triton_infer"]
+    if not triton_rows:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    by: Dict[str, List[tuple]] = {}
+    for r in triton_rows:
+        by.setdefault(r["contender"], []).append((r["size"], r["median"] * 1e3))
+    for name, points in by.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
+                color="tab:blue" if name == "tritonshm" else None, linewidth=2.5 if name == "tritonshm" else 1.2)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("input size (bytes; the output is as large)")
+    ax.set_ylabel("latency per request (ms, median)")
+    ax.set_title("Inference through a real Triton server (PyTriton, loopback)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def chart(path: str, rows: List[Dict[str, Any]]) -> bool:

@@ -17,9 +17,16 @@ Needs `pip install nvidia-pytriton` (Linux, Python < 3.13). CPU only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
 import sysconfig
-from typing import Any, Optional
+import threading
+import time
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
@@ -99,7 +106,8 @@ def bind_models(triton: Any) -> None:
     )
 
 
-def _make_triton(http_port: int, grpc_port: int, access_token: Optional[str] = None) -> Any:
+def _make_triton(http_port: int, grpc_port: int, access_token: Optional[str] = None,
+                 open_statistics: bool = False) -> Any:
     use_this_interpreters_libpython()
     from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
@@ -110,8 +118,8 @@ def _make_triton(http_port: int, grpc_port: int, access_token: Optional[str] = N
     # The server listens on loopback only, and the other admin APIs stay guarded.
     # With access_token, the shared-memory API stays guarded by that token.
     if access_token is None:
-        security = TritonSecurityConfig(
-            restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "shared-memory"])
+        opened = {"shared-memory", "statistics"} if open_statistics else {"shared-memory"}
+        security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e not in opened])
     else:
         security = TritonSecurityConfig(access_token=access_token)
     return Triton(config=config, security_config=security)
@@ -125,13 +133,57 @@ def start(http_port: int, grpc_port: int, access_token: Optional[str] = None) ->
     return triton
 
 
+@contextlib.contextmanager
+def spawn(*args: str, private_dev_shm: bool = False, timeout: float = 180) -> Iterator[Dict[str, str]]:
+    """This script as a server in a process group of its own, on free loopback
+    ports; yields its addresses {"http": ..., "grpc": ...} and stops it after.
+    With private_dev_shm, it runs in a mount namespace whose /dev/shm is its own
+    tmpfs, as in a container started without --ipc=host (needs root)."""
+    ports = {}
+    for protocol in ("http", "grpc"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports[protocol] = s.getsockname()[1]
+    command = [sys.executable, os.path.abspath(__file__), "--http-port", str(ports["http"]), "--grpc-port",
+               str(ports["grpc"]), *args]
+    if private_dev_shm:
+        command = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs /dev/shm && exec "$@"', "sh", *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        ready, seen = threading.Event(), []
+
+        def read() -> None:  # drains the pipe for the server's whole life
+            assert process.stdout is not None
+            for line in process.stdout:
+                seen.append(line)
+                if "Triton serving on" in line:  # tritonserver's own log may share the line
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start: " + "".join(seen[-30:]))
+        yield {p: f"127.0.0.1:{port}" for p, port in ports.items()}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--access-token", help="keep the shared-memory API behind this token")
+    parser.add_argument("--open-statistics", action="store_true", help="also open the statistics API (benchmarks)")
     args = parser.parse_args()
-    with _make_triton(args.http_port, args.grpc_port, args.access_token) as triton:
+    with _make_triton(args.http_port, args.grpc_port, args.access_token, args.open_statistics) as triton:
         bind_models(triton)
         print(f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
               flush=True)

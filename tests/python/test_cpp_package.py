@@ -2,7 +2,6 @@
 found by a separate project with find_package(tritonshm), and exchanging
 tensors with Python."""
 
-import pathlib
 import subprocess
 
 import numpy as np
@@ -10,7 +9,6 @@ import numpy as np
 import tritonshm as shm
 from conftest import run, shm_path
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_python_reads_what_cpp_wrote(examples, make_key):

@@ -4,21 +4,18 @@ and asyncio: leases, inference through them, and the server's refusals
 produced for real and explained."""
 
 import asyncio
-import contextlib
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 import tritonshm as shm
-from conftest import free_port, new_key, shm_path
+from conftest import new_key, shm_path
 
 pytestmark = pytest.mark.e2e
 
@@ -253,41 +250,14 @@ def test_a_pool_left_open_is_closed_at_interpreter_exit(triton):
 # -- refusals, produced for real ---------------------------------------------
 
 
-@contextlib.contextmanager
 def server_process(*extra, private_dev_shm=False):
-    """examples/pytriton_server.py in its own process group; with
-    private_dev_shm, in a mount namespace whose /dev/shm is its own tmpfs, as a
-    container without --ipc=host (or a shared /dev/shm volume) has."""
-    ports = {"http": free_port(), "grpc": free_port()}
-    command = [sys.executable, str(ROOT / "examples/pytriton_server.py"), "--http-port", str(ports["http"]),
-               "--grpc-port", str(ports["grpc"]), *extra]
-    if private_dev_shm:
-        command = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs /dev/shm && exec "$@"', "sh", *command]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        ready, seen = threading.Event(), []
+    """examples/pytriton_server.py started in a process of its own."""
+    import importlib.util
 
-        def read():  # drains the pipe for the server's whole life
-            for line in process.stdout:
-                seen.append(line)
-                if "Triton serving on" in line:  # tritonserver's own log may share the line
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 180
-        while not ready.wait(0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the server did not start: " + "".join(seen[-30:]))
-        yield {"http": f"127.0.0.1:{ports['http']}", "grpc": f"127.0.0.1:{ports['grpc']}"}
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "examples/pytriton_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.spawn(*extra, private_dev_shm=private_dev_shm)
 
 
 def can_unshare():
