@@ -47,11 +47,14 @@ def bench_set(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
         ref.set_shared_memory_region(h_ref, [src])  # touch every page once: warm
         n = calls_for(size / 5e9 + 2e-6, budget=0.05)
         try:
-            samples = interleaved({
-                "tritonshm": lambda: time_per_call(lambda: ours.set_shared_memory_region(h_ours, [src]), n),
-                "tritonclient": lambda: time_per_call(lambda: ref.set_shared_memory_region(h_ref, [src]), n),
-                "memcpy": lambda: time_per_call(lambda: np.copyto(limit_dst, src), n),
-            }, repeat)
+            samples = interleaved(
+                {
+                    "tritonshm": lambda: time_per_call(lambda: ours.set_shared_memory_region(h_ours, [src]), n),
+                    "tritonclient": lambda: time_per_call(lambda: ref.set_shared_memory_region(h_ref, [src]), n),
+                    "memcpy": lambda: time_per_call(lambda: np.copyto(limit_dst, src), n),
+                },
+                repeat,
+            )
         finally:
             limit_dst = None  # drop the view so the region can go
             ours.destroy_shared_memory_region(h_ours)
@@ -71,6 +74,7 @@ def bench_set_first_touch(sizes: List[int], repeat: int) -> List[Dict[str, Any]]
         def ours_sample(**options):
             def sample():
                 import time
+
                 t0 = time.perf_counter()
                 h = ours.create_shared_memory_region("b", key("ft"), size, **options)
                 t1 = time.perf_counter()
@@ -79,10 +83,12 @@ def bench_set_first_touch(sizes: List[int], repeat: int) -> List[Dict[str, Any]]
                 ours.destroy_shared_memory_region(h)
                 create_times.setdefault(str(options), []).append(t1 - t0)
                 return t2 - t1
+
             return sample
 
         def ref_sample():
             import time
+
             t0 = time.perf_counter()
             h = ref.create_shared_memory_region("b", key("ftr"), size)
             t1 = time.perf_counter()
@@ -93,14 +99,19 @@ def bench_set_first_touch(sizes: List[int], repeat: int) -> List[Dict[str, Any]]
             return t2 - t1
 
         create_times: Dict[str, List[float]] = {}
-        samples = interleaved({
-            "tritonshm": ours_sample(),
-            "tritonshm_prefault": ours_sample(prefault=True),
-            "tritonclient": ref_sample,
-        }, repeat)
+        samples = interleaved(
+            {
+                "tritonshm": ours_sample(),
+                "tritonshm_prefault": ours_sample(prefault=True),
+                "tritonclient": ref_sample,
+            },
+            repeat,
+        )
         create_key = {"tritonshm": "{}", "tritonshm_prefault": "{'prefault': True}", "tritonclient": "ref"}
         for c, s in samples.items():
-            rows.append(row("set_first_touch", size, c, s, create_median=summary(create_times[create_key[c]])["median"]))
+            rows.append(
+                row("set_first_touch", size, c, s, create_median=summary(create_times[create_key[c]])["median"])
+            )
     return rows
 
 
@@ -112,10 +123,17 @@ def bench_get(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
         count = size // 4
         n = 2000
         try:
-            samples = interleaved({
-                "tritonshm": lambda: time_per_call(lambda: ours.get_contents_as_numpy(h_ours, np.float32, [count]), n),
-                "tritonclient": lambda: time_per_call(lambda: ref.get_contents_as_numpy(h_ref, np.float32, [count]), n),
-            }, repeat)
+            samples = interleaved(
+                {
+                    "tritonshm": lambda: time_per_call(
+                        lambda: ours.get_contents_as_numpy(h_ours, np.float32, [count]), n
+                    ),
+                    "tritonclient": lambda: time_per_call(
+                        lambda: ref.get_contents_as_numpy(h_ref, np.float32, [count]), n
+                    ),
+                },
+                repeat,
+            )
         finally:
             ours.destroy_shared_memory_region(h_ours)
             _ref_destroy(h_ref)
@@ -132,10 +150,13 @@ def bench_create_destroy(repeat: int) -> List[Dict[str, Any]]:
         h = ref.create_shared_memory_region("b", key("cdr"), 4096)
         _ref_destroy(h)
 
-    samples = interleaved({
-        "tritonshm": lambda: time_per_call(ours_cycle, 300),
-        "tritonclient": lambda: time_per_call(ref_cycle, 300),
-    }, repeat)
+    samples = interleaved(
+        {
+            "tritonshm": lambda: time_per_call(ours_cycle, 300),
+            "tritonclient": lambda: time_per_call(ref_cycle, 300),
+        },
+        repeat,
+    )
     return [row("create_destroy", 4096, c, s) for c, s in samples.items()]
 
 
@@ -159,14 +180,24 @@ def bench_bytes(cases: List[tuple], repeat: int) -> List[Dict[str, Any]]:
         ours.set_shared_memory_region(h_ours, [serialized])
         ref.set_shared_memory_region(h_ref, [serialized])
         try:
-            enc = interleaved({
-                "tritonshm": lambda: time_per_call(lambda: ours.serialize_byte_tensor(tensor), 1),
-                "tritonclient": lambda: time_per_call(lambda: ref_utils.serialize_byte_tensor(tensor), 1),
-            }, repeat)
-            dec = interleaved({
-                "tritonshm": lambda: time_per_call(lambda: ours.get_contents_as_numpy(h_ours, np.object_, [count]), 1),
-                "tritonclient": lambda: time_per_call(lambda: ref.get_contents_as_numpy(h_ref, np.object_, [count]), 1),
-            }, repeat)
+            enc = interleaved(
+                {
+                    "tritonshm": lambda: time_per_call(lambda: ours.serialize_byte_tensor(tensor), 1),
+                    "tritonclient": lambda: time_per_call(lambda: ref_utils.serialize_byte_tensor(tensor), 1),
+                },
+                repeat,
+            )
+            dec = interleaved(
+                {
+                    "tritonshm": lambda: time_per_call(
+                        lambda: ours.get_contents_as_numpy(h_ours, np.object_, [count]), 1
+                    ),
+                    "tritonclient": lambda: time_per_call(
+                        lambda: ref.get_contents_as_numpy(h_ref, np.object_, [count]), 1
+                    ),
+                },
+                repeat,
+            )
         finally:
             ours.destroy_shared_memory_region(h_ours)
             _ref_destroy(h_ref)
@@ -193,23 +224,29 @@ def bench_bf16(count: int, repeat: int) -> List[Dict[str, Any]]:
         import ml_dtypes
 
         contenders["ml_dtypes (tritonclient 2.6x+)"] = lambda: time_per_call(
-            lambda: values.astype(ml_dtypes.bfloat16).tobytes(), 1)
+            lambda: values.astype(ml_dtypes.bfloat16).tobytes(), 1
+        )
     except ImportError:
         pass
     enc = interleaved(contenders, repeat)
     dec_contenders = {
         "tritonshm": lambda: time_per_call(lambda: ours.deserialize_bf16_tensor(encoded), 1),
         "tritonclient<=2.5x method": lambda: time_per_call(
-            lambda: np.array([struct.unpack("<f", b"\0\0" + encoded[i:i + 2]) for i in range(0, len(encoded), 2)],
-                             dtype=np.float32), 1),
+            lambda: np.array(
+                [struct.unpack("<f", b"\0\0" + encoded[i : i + 2]) for i in range(0, len(encoded), 2)], dtype=np.float32
+            ),
+            1,
+        ),
     }
     if "ml_dtypes (tritonclient 2.6x+)" in contenders:
         dec_contenders["ml_dtypes (tritonclient 2.6x+)"] = lambda: time_per_call(
-            lambda: np.frombuffer(encoded, dtype=ml_dtypes.bfloat16).astype(np.float32), 1)
+            lambda: np.frombuffer(encoded, dtype=ml_dtypes.bfloat16).astype(np.float32), 1
+        )
     dec = interleaved(dec_contenders, repeat)
     label = f"{count} values"
-    return ([row("bf16_serialize", count * 4, c, s, label=label) for c, s in enc.items()]
-            + [row("bf16_deserialize", count * 4, c, s, label=label) for c, s in dec.items()])
+    return [row("bf16_serialize", count * 4, c, s, label=label) for c, s in enc.items()] + [
+        row("bf16_deserialize", count * 4, c, s, label=label) for c, s in dec.items()
+    ]
 
 
 def bench_round_trip(repeat: int, requests: int) -> List[Dict[str, Any]]:
@@ -222,9 +259,12 @@ def bench_round_trip(repeat: int, requests: int) -> List[Dict[str, Any]]:
     try:
         for lib in (ours, ref):  # the server's first request warms it up: time neither library with it
             run_add_sub(server, tag=f"w{os.getpid()}_{next(counter)}", verbose=False, shm=lib)
+
         def sample(lib):
-            return lambda: time_per_call(lambda: run_add_sub(server, tag=f"b{os.getpid()}_{next(counter)}",
-                                                             verbose=False, shm=lib), requests)
+            return lambda: time_per_call(
+                lambda: run_add_sub(server, tag=f"b{os.getpid()}_{next(counter)}", verbose=False, shm=lib), requests
+            )
+
         samples = interleaved({"tritonshm": sample(ours), "tritonclient": sample(ref)}, repeat)
     finally:
         server.close()

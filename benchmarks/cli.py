@@ -14,9 +14,10 @@ SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20, 1 << 30]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench-results", help="folder for results.json and throughput.png")
     p.add_argument("--repeat", type=int, default=7, help="interleaved repetitions per measurement (default 7)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 repetitions: checks the suite works, measures nothing")
-    p.add_argument("--only", nargs="*",
-                   help="cases to run: set first_touch get create bytes bf16 round_trip triton")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, 2 repetitions: checks the suite works, measures nothing"
+    )
+    p.add_argument("--only", nargs="*", help="cases to run: set first_touch get create bytes bf16 round_trip triton")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,14 +34,23 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     steps = [
         ("set", lambda: cases.bench_set(sizes, repeat)),
-        ("first_touch", lambda: cases.bench_set_first_touch(sizes[:2] if smoke else [1 << 20, 16 << 20, 256 << 20, 1 << 30], repeat)),
+        (
+            "first_touch",
+            lambda: cases.bench_set_first_touch(
+                sizes[:2] if smoke else [1 << 20, 16 << 20, 256 << 20, 1 << 30], repeat
+            ),
+        ),
         ("get", lambda: cases.bench_get([4 << 10, 1 << 20] if smoke else [4 << 10, 1 << 20, 1 << 30], repeat)),
         ("create", lambda: cases.bench_create_destroy(repeat)),
         ("bytes", lambda: cases.bench_bytes([(100, 16)] if smoke else [(100_000, 16), (1000, 1 << 20)], repeat)),
         ("bf16", lambda: cases.bench_bf16(1000 if smoke else 1_000_000, repeat)),
         ("round_trip", lambda: cases.bench_round_trip(repeat, 5 if smoke else 50)),
-        ("triton", lambda: triton_cases.bench_triton([4 << 10] if smoke else [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20],
-                                                     2 if smoke else 5)),
+        (
+            "triton",
+            lambda: triton_cases.bench_triton(
+                [4 << 10] if smoke else [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20], 2 if smoke else 5
+            ),
+        ),
     ]
     for name, step in steps:
         if name in wanted:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import platform
 import os
+import platform
 from typing import Any, Dict, List, Optional
 
 
@@ -79,8 +79,10 @@ def table(rows: List[Dict[str, Any]]) -> str:
             if "server_median" in r:
                 extra += f"  (server {human_time(r['server_median'])}"
                 extra += f", pool's own work {human_time(r['pool_work_median'])})" if "pool_work_median" in r else ")"
-            out.append(f"{case:<18} {label or human_size(size):>10}  {name:<32} {human_time(r['median']):>10} "
-                       f"{human_time(r['q1']) + '-' + human_time(r['q3']):>22} {gbps:>7}  {ratio}{extra}")
+            out.append(
+                f"{case:<18} {label or human_size(size):>10}  {name:<32} {human_time(r['median']):>10} "
+                f"{human_time(r['q1']) + '-' + human_time(r['q3']):>22} {gbps:>7}  {ratio}{extra}"
+            )
     return "\n".join(out)
 
 
@@ -89,8 +91,12 @@ def write_json(path: str, rows: List[Dict[str, Any]]) -> None:
         json.dump({"machine": machine(), "results": rows}, f, indent=1)
 
 
-COLORS = {"tritonshm": "tab:blue", "tritonshm_prefault": "tab:purple", "tritonclient": "tab:orange",
-          "memcpy": "tab:green"}
+COLORS = {
+    "tritonshm": "tab:blue",
+    "tritonshm_prefault": "tab:purple",
+    "tritonclient": "tab:orange",
+    "memcpy": "tab:green",
+}
 
 
 def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
@@ -111,8 +117,14 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
         by.setdefault(r["contender"], []).append((r["size"], r["median"] * 1e3))
     for name, points in by.items():
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
-                color="tab:blue" if name == "tritonshm" else None, linewidth=2.5 if name == "tritonshm" else 1.2)
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            label=name,
+            color="tab:blue" if name == "tritonshm" else None,
+            linewidth=2.5 if name == "tritonshm" else 1.2,
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("input size (bytes; the output is as large)")
@@ -135,16 +147,24 @@ def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
     except ImportError:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, case, title in ((axes[0], "set_warm", "set_shared_memory_region, warm region"),
-                            (axes[1], "set_first_touch", "set into a freshly created region")):
+    for ax, case, title in (
+        (axes[0], "set_warm", "set_shared_memory_region, warm region"),
+        (axes[1], "set_first_touch", "set into a freshly created region"),
+    ):
         by: Dict[str, List[tuple]] = {}
         for r in rows:
             if r["case"] == case:
                 by.setdefault(r["contender"], []).append((r["size"], r["size"] / r["median"] / 1e9))
         for name, points in by.items():
             points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
-                    color=COLORS.get(name), linestyle="--" if name == "memcpy" else "-")
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                marker="o",
+                label=name,
+                color=COLORS.get(name),
+                linestyle="--" if name == "memcpy" else "-",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("tensor size (bytes)")
         ax.set_ylabel("throughput (GB/s, median)")

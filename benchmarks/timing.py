@@ -29,7 +29,7 @@ def interleaved(contenders: Dict[str, Callable[[], float]], repeat: int) -> Dict
     samples: Dict[str, List[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(repeat):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             samples[name].append(contenders[name]())
     return samples
@@ -37,9 +37,19 @@ def interleaved(contenders: Dict[str, Callable[[], float]], repeat: int) -> Dict
 
 def summary(values: List[float]) -> Dict[str, float]:
     ordered = sorted(values)
-    q = statistics.quantiles(ordered, n=4) if len(ordered) >= 4 else [ordered[0], statistics.median(ordered), ordered[-1]]
-    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "q1": q[0], "q3": q[-1],
-            "n": len(ordered)}
+    q = (
+        statistics.quantiles(ordered, n=4)
+        if len(ordered) >= 4
+        else [ordered[0], statistics.median(ordered), ordered[-1]]
+    )
+    return {
+        "median": statistics.median(ordered),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "q1": q[0],
+        "q3": q[-1],
+        "n": len(ordered),
+    }
 
 
 def calls_for(seconds_per_call_guess: float, budget: float = 0.02, cap: int = 20000) -> int:

@@ -45,7 +45,9 @@ def _server_ns(client: Any) -> tuple:
     return int(stats["count"]), int(stats["ns"])
 
 
-def _contenders(http: Any, grpc: Any, urls: Dict[str, str], size: int, pool: Any) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
+def _contenders(
+    http: Any, grpc: Any, urls: Dict[str, str], size: int, pool: Any
+) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
     import tritonclient.utils.shared_memory as ref
 
     hc = http.InferenceServerClient(urls["http"])
@@ -55,7 +57,9 @@ def _contenders(http: Any, grpc: Any, urls: Dict[str, str], size: int, pool: Any
     def http_binary(x: np.ndarray) -> np.ndarray:
         item = http.InferInput("INPUT0", [n], "FP32")
         item.set_data_from_numpy(x, binary_data=True)
-        return hc.infer(MODEL, [item], outputs=[http.InferRequestedOutput("OUTPUT0", binary_data=True)]).as_numpy("OUTPUT0")
+        return hc.infer(MODEL, [item], outputs=[http.InferRequestedOutput("OUTPUT0", binary_data=True)]).as_numpy(
+            "OUTPUT0"
+        )
 
     def grpc_plain(x: np.ndarray) -> np.ndarray:
         item = grpc.InferInput("INPUT0", [n], "FP32")
@@ -76,7 +80,7 @@ def _contenders(http: Any, grpc: Any, urls: Dict[str, str], size: int, pool: Any
         names = (f"bench_in_{tag}", f"bench_out_{tag}")
         handles = [ref.create_shared_memory_region(name, "/" + name, size) for name in names]
         try:
-            for name, handle in zip(names, handles):
+            for name in names:
                 hc.register_system_shared_memory(name, "/" + name, size)
             try:
                 return shm_infer(names[0], names[1], handles[0], handles[1], x)
@@ -107,8 +111,14 @@ def _contenders(http: Any, grpc: Any, urls: Dict[str, str], size: int, pool: Any
         hc.close()
         gc.close()
 
-    return {"tritonshm": pooled, "http binary (a)": http_binary, "grpc (b)": grpc_plain,
-            "shm per request (c)": shm_per_request, "shm reused by hand (d)": shm_reused, "_close": close}
+    return {
+        "tritonshm": pooled,
+        "http binary (a)": http_binary,
+        "grpc (b)": grpc_plain,
+        "shm per request (c)": shm_per_request,
+        "shm reused by hand (d)": shm_reused,
+        "_close": close,
+    }
 
 
 def bench_triton(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
@@ -160,6 +170,7 @@ def bench_triton(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
                             if name == "tritonshm":
                                 pool_work.append(took - inside[0] / calls)
                             return took
+
                         return run
 
                     samples = interleaved({name: sample(name, fn) for name, fn in contenders.items()}, repeat)

@@ -86,7 +86,10 @@ def bind_models(triton: Any) -> None:
             model_name=name,
             infer_func=_add_sub(dtype),
             inputs=[Tensor(name="INPUT0", dtype=dtype, shape=(16,)), Tensor(name="INPUT1", dtype=dtype, shape=(16,))],
-            outputs=[Tensor(name="OUTPUT0", dtype=dtype, shape=(16,)), Tensor(name="OUTPUT1", dtype=dtype, shape=(16,))],
+            outputs=[
+                Tensor(name="OUTPUT0", dtype=dtype, shape=(16,)),
+                Tensor(name="OUTPUT1", dtype=dtype, shape=(16,)),
+            ],
             config=ModelConfig(max_batch_size=8),
             strict=True,
         )
@@ -94,7 +97,10 @@ def bind_models(triton: Any) -> None:
         model_name="bytes_upper",
         infer_func=_bytes_upper(),
         inputs=[Tensor(name="INPUT0", dtype=np.bytes_, shape=(-1,))],
-        outputs=[Tensor(name="OUTPUT0", dtype=np.bytes_, shape=(-1,)), Tensor(name="OUTPUT1", dtype=np.int32, shape=(-1,))],
+        outputs=[
+            Tensor(name="OUTPUT0", dtype=np.bytes_, shape=(-1,)),
+            Tensor(name="OUTPUT1", dtype=np.int32, shape=(-1,)),
+        ],
         config=ModelConfig(max_batch_size=8),
     )
     triton.bind(
@@ -106,20 +112,28 @@ def bind_models(triton: Any) -> None:
     )
 
 
-def _make_triton(http_port: int, grpc_port: int, access_token: Optional[str] = None,
-                 open_statistics: bool = False) -> Any:
+def _make_triton(
+    http_port: int, grpc_port: int, access_token: Optional[str] = None, open_statistics: bool = False
+) -> Any:
     use_this_interpreters_libpython()
     from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
-    config = TritonConfig(http_port=http_port, grpc_port=grpc_port, allow_metrics=False, http_address="127.0.0.1",
-                          grpc_address="127.0.0.1")
+    config = TritonConfig(
+        http_port=http_port,
+        grpc_port=grpc_port,
+        allow_metrics=False,
+        http_address="127.0.0.1",
+        grpc_address="127.0.0.1",
+    )
     # PyTriton puts Triton's shared-memory API behind an access token by
     # default; a plain tritonclient (and so `tritonshm demo --url`) sends none.
     # The server listens on loopback only, and the other admin APIs stay guarded.
     # With access_token, the shared-memory API stays guarded by that token.
     if access_token is None:
         opened = {"shared-memory", "statistics"} if open_statistics else {"shared-memory"}
-        security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e not in opened])
+        security = TritonSecurityConfig(
+            restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e not in opened]
+        )
     else:
         security = TritonSecurityConfig(access_token=access_token)
     return Triton(config=config, security_config=security)
@@ -144,12 +158,20 @@ def spawn(*args: str, private_dev_shm: bool = False, timeout: float = 180) -> It
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports[protocol] = s.getsockname()[1]
-    command = [sys.executable, os.path.abspath(__file__), "--http-port", str(ports["http"]), "--grpc-port",
-               str(ports["grpc"]), *args]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--http-port",
+        str(ports["http"]),
+        "--grpc-port",
+        str(ports["grpc"]),
+        *args,
+    ]
     if private_dev_shm:
         command = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs /dev/shm && exec "$@"', "sh", *command]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         ready, seen = threading.Event(), []
 
@@ -185,8 +207,10 @@ def main() -> None:
     args = parser.parse_args()
     with _make_triton(args.http_port, args.grpc_port, args.access_token, args.open_statistics) as triton:
         bind_models(triton)
-        print(f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
-              flush=True)
+        print(
+            f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
+            flush=True,
+        )
         triton.serve()
 
 

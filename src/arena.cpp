@@ -13,8 +13,8 @@ namespace detail {
 
 struct ArenaSlot {
   std::shared_ptr<const ArenaRegion> info;
-  std::shared_ptr<Region> region;          // null once removed
-  std::map<uint64_t, uint64_t> free;       // offset -> length, coalesced
+  std::shared_ptr<Region> region;     // null once removed
+  std::map<uint64_t, uint64_t> free;  // offset -> length, coalesced
   uint64_t leased = 0;
 };
 

@@ -35,17 +35,26 @@ std::string quote_key(std::string_view key) {
 
 std::string_view operation_text(Operation op) noexcept {
   switch (op) {
-    case Operation::none: return "";
+    case Operation::none:
+      return "";
     // tritonclient's texts, word for word.
-    case Operation::create: return "unable to create the shared memory region";
-    case Operation::set: return "unable to set the shared memory region";
+    case Operation::create:
+      return "unable to create the shared memory region";
+    case Operation::set:
+      return "unable to set the shared memory region";
     // Ours, in the same form (tritonclient raises no text of its own there).
-    case Operation::open: return "unable to open the shared memory region";
-    case Operation::read: return "unable to read the shared memory region";
-    case Operation::destroy: return "unable to destroy the shared memory region";
-    case Operation::remove: return "unable to remove the shared memory region";
-    case Operation::inspect: return "unable to inspect shared memory";
-    case Operation::lease: return "unable to lease shared memory";
+    case Operation::open:
+      return "unable to open the shared memory region";
+    case Operation::read:
+      return "unable to read the shared memory region";
+    case Operation::destroy:
+      return "unable to destroy the shared memory region";
+    case Operation::remove:
+      return "unable to remove the shared memory region";
+    case Operation::inspect:
+      return "unable to inspect shared memory";
+    case Operation::lease:
+      return "unable to lease shared memory";
   }
   return "";
 }

@@ -21,7 +21,7 @@ struct JumpPoint {
 // variable, so without them it may drop the store before it as dead (it did).
 thread_local JumpPoint* volatile t_jump_point __attribute__((tls_model("initial-exec"))) = nullptr;
 
-struct sigaction g_previous{};
+struct sigaction g_previous {};
 
 void on_sigbus(int sig, siginfo_t* info, void* context) {
   // Only faults the kernel raised (si_code > 0) are ours; a SIGBUS sent with
@@ -57,7 +57,7 @@ void ensure_handler() noexcept {
   if (installed.load(std::memory_order_acquire)) return;
   std::lock_guard lock(install_mutex);
   if (installed.load(std::memory_order_relaxed)) return;
-  struct sigaction ours{};
+  struct sigaction ours {};
   ours.sa_sigaction = on_sigbus;
   ours.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
   sigemptyset(&ours.sa_mask);

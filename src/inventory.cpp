@@ -15,9 +15,9 @@
 #include <set>
 #include <sstream>
 
-#include "tritonshm/error.hpp"
 #include "tritonshm/detail/key.hpp"
 #include "tritonshm/detail/shared_memory_object.hpp"
+#include "tritonshm/error.hpp"
 
 namespace tritonshm {
 namespace {
@@ -85,7 +85,7 @@ Usage scan_processes(dev_t shm_device) {
             target[dir.size()] != '/') {
           continue;
         }
-        struct stat st{};
+        struct stat st {};
         if (::stat(link.c_str(), &st) == 0 && st.st_dev == shm_device) usage.opened[st.st_ino].insert(pid);
       }
     }
@@ -95,7 +95,7 @@ Usage scan_processes(dev_t shm_device) {
 }
 
 std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) {
-  struct stat st{};
+  struct stat st {};
   const std::string path = shm_directory() + "/" + name;
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   RegionInfo info;
@@ -105,13 +105,15 @@ std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) 
   info.mode = st.st_mode & 07777;
   info.modified = st.st_mtim.tv_sec;
   info.foreign = is_foreign_key(info.key);
-  if (auto it = usage.mapped.find(st.st_ino); it != usage.mapped.end()) info.mapped_by.assign(it->second.begin(), it->second.end());
-  if (auto it = usage.opened.find(st.st_ino); it != usage.opened.end()) info.opened_by.assign(it->second.begin(), it->second.end());
+  if (auto it = usage.mapped.find(st.st_ino); it != usage.mapped.end())
+    info.mapped_by.assign(it->second.begin(), it->second.end());
+  if (auto it = usage.opened.find(st.st_ino); it != usage.opened.end())
+    info.opened_by.assign(it->second.begin(), it->second.end());
   return info;
 }
 
 dev_t shm_device() {
-  struct stat st{};
+  struct stat st {};
   if (::stat(shm_directory().c_str(), &st) != 0) throw_os_error("reading " + shm_directory(), errno);
   return st.st_dev;
 }
@@ -146,10 +148,14 @@ bool is_foreign_key(std::string_view key) noexcept {
 
 std::string_view to_string(KeepReason reason) noexcept {
   switch (reason) {
-    case KeepReason::in_use: return "in use";
-    case KeepReason::too_young: return "younger than the minimum age";
-    case KeepReason::uninspected_processes: return "some processes could not be inspected";
-    case KeepReason::foreign: return "another tool's region";
+    case KeepReason::in_use:
+      return "in use";
+    case KeepReason::too_young:
+      return "younger than the minimum age";
+    case KeepReason::uninspected_processes:
+      return "some processes could not be inspected";
+    case KeepReason::foreign:
+      return "another tool's region";
   }
   return "";
 }

@@ -35,6 +35,8 @@ std::string normalize_key(std::string_view key) {
   return normalized;
 }
 
-std::string key_path(std::string_view normalized_key) { return std::string(kShmDirectory) + std::string(normalized_key); }
+std::string key_path(std::string_view normalized_key) {
+  return std::string(kShmDirectory) + std::string(normalized_key);
+}
 
 }  // namespace tritonshm::detail

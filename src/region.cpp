@@ -5,8 +5,8 @@
 #include <cstring>
 #include <utility>
 
-#include "copy.hpp"
 #include "bytes_decoder.hpp"
+#include "copy.hpp"
 #include "tritonshm/tensor_codec.hpp"
 
 namespace tritonshm {
@@ -73,8 +73,9 @@ void Region::throw_fault(const void* address, const void* other_begin, uint64_t 
     } catch (const SharedMemoryError&) {
     }
     throw SharedMemoryError(op, key(),
-                            "the object was shrunk to " + std::to_string(now) + " bytes by another process, below the " +
-                                std::to_string(size()) + " bytes mapped here" + access);
+                            "the object was shrunk to " + std::to_string(now) +
+                                " bytes by another process, below the " + std::to_string(size()) +
+                                " bytes mapped here" + access);
   }
   char where[32];
   std::snprintf(where, sizeof where, "%p", address);
@@ -83,7 +84,8 @@ void Region::throw_fault(const void* address, const void* other_begin, uint64_t 
                                                            : "the destination stopped being writable") +
                               " during the copy, not this region (bus error at " + where +
                               ": that memory is backed by a file or region that was truncated); part of the data "
-                              "may have been copied" + access);
+                              "may have been copied" +
+                              access);
 }
 
 void Region::check_backed(uint64_t offset, uint64_t length, Operation op) const {
@@ -142,7 +144,8 @@ void Region::write_bytes(uint64_t offset, std::span<const std::string_view> elem
 
 void Region::read(uint64_t offset, void* out, uint64_t length) const {
   check_bounds(offset, length, Operation::read);
-  if (auto fault = detail::copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length))) {
+  if (auto fault =
+          detail::copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length))) {
     throw_fault(fault->address, out, offset, length, Operation::read);
   }
 }
@@ -158,7 +161,8 @@ std::vector<std::string_view> Region::read_bytes(uint64_t offset, uint64_t count
     std::vector<std::string_view> elements = detail::allocate_bytes_views(rest, count, context);
     detail::BytesDecode decoded;
     auto decode = [&]() noexcept { decoded = detail::decode_bytes(rest, count, elements.data()); };
-    if (auto fault = detail::guarded(decode)) throw_fault(fault->address, nullptr, offset, rest.size(), Operation::read);
+    if (auto fault = detail::guarded(decode))
+      throw_fault(fault->address, nullptr, offset, rest.size(), Operation::read);
     if (!decoded.ok()) detail::throw_malformed(decoded, rest, context);
     return elements;
   });

@@ -101,7 +101,8 @@ void Handle::destroy() {
   {
     std::lock_guard lock(state_->mutex);
     if (!state_->region) {
-      throw SharedMemoryError(Operation::destroy, state_->key, "the handle '" + state_->name + "' was already destroyed");
+      throw SharedMemoryError(Operation::destroy, state_->key,
+                              "the handle '" + state_->name + "' was already destroyed");
     }
     region = std::move(state_->region);
   }

@@ -24,7 +24,7 @@ const std::string& shm_directory() {
 
 // "; /dev/shm has F bytes free of T (raise it with ...)"
 std::string free_space_hint() {
-  struct statvfs fs{};
+  struct statvfs fs {};
   if (::statvfs(shm_directory().c_str(), &fs) != 0) return "";
   const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
   const uint64_t total = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
@@ -62,8 +62,8 @@ SharedMemoryObject SharedMemoryObject::create_unpublished(std::string_view key, 
     // Fallback: a private temporary name, linked to the key by publish().
     static std::atomic<uint64_t> counter{0};
     for (int attempt = 0; object.fd_ < 0; ++attempt) {  // a crashed process with our pid may have left its name
-      object.temporary_ = "/" + std::string(kTemporaryPrefix) + std::to_string(::getpid()) + "-" +
-                          std::to_string(counter.fetch_add(1));
+      object.temporary_ =
+          "/" + std::string(kTemporaryPrefix) + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
       object.fd_ = shm_open_fd(object.temporary_, O_RDWR | O_CREAT | O_EXCL, mode);
       if (object.fd_ < 0 && (errno != EEXIST || attempt == 100)) {
         const int err = errno;
@@ -150,14 +150,14 @@ std::optional<SharedMemoryObject> SharedMemoryObject::try_open(std::string_view 
 }
 
 void SharedMemoryObject::read_status() {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd_, &st) != 0) throw_os_error("reading its size", errno);
   size_ = static_cast<uint64_t>(st.st_size);
   identity_ = {st.st_dev, st.st_ino};
 }
 
 uint64_t SharedMemoryObject::current_size() const {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd_, &st) != 0) throw_os_error("reading its size", errno);
   return static_cast<uint64_t>(st.st_size);
 }
@@ -198,7 +198,7 @@ bool SharedMemoryObject::owns() const noexcept { return owner_pid_ != 0 && owner
 
 bool SharedMemoryObject::remove_if_owned() const {
   if (!owns()) return false;
-  struct stat st{};
+  struct stat st {};
   if (::stat(key_path(key_).c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
   } else if (ObjectIdentity{st.st_dev, st.st_ino} != identity_) {

@@ -199,13 +199,20 @@ namespace {
 // The one table of Triton's data types; the Python package builds its
 // np_to_triton_dtype and triton_to_np_dtype from it (data_types()).
 constexpr std::array<DataTypeInfo, 14> kTypes{{
-    {DataType::BOOL, "BOOL", 1, "bool"},          {DataType::UINT8, "UINT8", 1, "uint8"},
-    {DataType::UINT16, "UINT16", 2, "uint16"},    {DataType::UINT32, "UINT32", 4, "uint32"},
-    {DataType::UINT64, "UINT64", 8, "uint64"},    {DataType::INT8, "INT8", 1, "int8"},
-    {DataType::INT16, "INT16", 2, "int16"},       {DataType::INT32, "INT32", 4, "int32"},
-    {DataType::INT64, "INT64", 8, "int64"},       {DataType::FP16, "FP16", 2, "float16"},
-    {DataType::FP32, "FP32", 4, "float32"},       {DataType::FP64, "FP64", 8, "float64"},
-    {DataType::BF16, "BF16", 2, "bfloat16"},      {DataType::BYTES, "BYTES", 0, "object"},
+    {DataType::BOOL, "BOOL", 1, "bool"},
+    {DataType::UINT8, "UINT8", 1, "uint8"},
+    {DataType::UINT16, "UINT16", 2, "uint16"},
+    {DataType::UINT32, "UINT32", 4, "uint32"},
+    {DataType::UINT64, "UINT64", 8, "uint64"},
+    {DataType::INT8, "INT8", 1, "int8"},
+    {DataType::INT16, "INT16", 2, "int16"},
+    {DataType::INT32, "INT32", 4, "int32"},
+    {DataType::INT64, "INT64", 8, "int64"},
+    {DataType::FP16, "FP16", 2, "float16"},
+    {DataType::FP32, "FP32", 4, "float32"},
+    {DataType::FP64, "FP64", 8, "float64"},
+    {DataType::BF16, "BF16", 2, "bfloat16"},
+    {DataType::BYTES, "BYTES", 0, "object"},
 }};
 }  // namespace
 

@@ -28,7 +28,8 @@ namespace {
 std::string post(const std::string& host, const std::string& port, const std::string& path, const std::string& body) {
   addrinfo hints{}, *found = nullptr;
   hints.ai_socktype = SOCK_STREAM;
-  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) throw std::runtime_error("cannot resolve " + host);
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0)
+    throw std::runtime_error("cannot resolve " + host);
   const int fd = ::socket(found->ai_family, found->ai_socktype, found->ai_protocol);
   const bool connected = fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0;
   ::freeaddrinfo(found);

@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    tritonshm::Handle handle = tritonshm::create_shared_memory_region("cpp_input", argv[1], 1024, tritonshm::create_only);
+    tritonshm::Handle handle =
+        tritonshm::create_shared_memory_region("cpp_input", argv[1], 1024, tritonshm::create_only);
     std::shared_ptr<tritonshm::Region> region = handle.region();
 
     auto ints = region->as<int32_t>(0, 16);  // bounds- and alignment-checked view

@@ -19,8 +19,8 @@ struct RegionInfo {
   std::string key;  // "/name"
   uint64_t size = 0;
   uid_t owner = 0;
-  mode_t mode = 0;         // permission bits
-  int64_t modified = 0;    // seconds since the epoch (last write of the size or data)
+  mode_t mode = 0;               // permission bits
+  int64_t modified = 0;          // seconds since the epoch (last write of the size or data)
   std::vector<pid_t> mapped_by;  // processes with a mapping of it
   std::vector<pid_t> opened_by;  // processes with a descriptor on it
   // Another tool's region (see is_foreign_key): gc leaves it alone unless asked.
@@ -64,9 +64,9 @@ struct GarbageReport {
 };
 
 struct GarbageOptions {
-  bool dry_run = false;           // only report
-  int64_t min_age_seconds = 0;    // spare regions modified more recently
-  std::string prefix;             // only keys starting with it (with or without the leading '/')
+  bool dry_run = false;         // only report
+  int64_t min_age_seconds = 0;  // spare regions modified more recently
+  std::string prefix;           // only keys starting with it (with or without the leading '/')
   // Processes that could not be inspected (no CAP_SYS_PTRACE, another user's)
   // might use any region, so by default nothing is removed while there are
   // any. Set this when you know they do not use shared memory.

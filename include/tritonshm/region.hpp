@@ -44,8 +44,7 @@ class Region {
   static std::shared_ptr<Region> open(std::string_view key);
   // Opens `key` if it exists, else creates it (a few rounds settle a race with
   // another process creating or removing it meanwhile).
-  static std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t size,
-                                                const RegionOptions& options = {});
+  static std::shared_ptr<Region> open_or_create(std::string_view key, uint64_t size, const RegionOptions& options = {});
   // The three by tag.
   static std::shared_ptr<Region> acquire(create_only_t, std::string_view key, uint64_t size,
                                          const RegionOptions& options = {}) {
@@ -97,9 +96,9 @@ class Region {
     }
     std::span<std::byte> b = bytes(offset, count * sizeof(T));
     if (reinterpret_cast<std::uintptr_t>(b.data()) % alignof(T) != 0) {
-      throw SharedMemoryError(Operation::read, key(),
-                              "offset " + std::to_string(offset) + " is not aligned to " +
-                                  std::to_string(alignof(T)) + " bytes");
+      throw SharedMemoryError(
+          Operation::read, key(),
+          "offset " + std::to_string(offset) + " is not aligned to " + std::to_string(alignof(T)) + " bytes");
     }
     return {reinterpret_cast<T*>(b.data()), static_cast<std::size_t>(count)};
   }

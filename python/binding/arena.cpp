@@ -36,8 +36,8 @@ uint64_t write_array(nb::handle self, uint64_t offset, nb::handle array) {
   if (!PyArray_Check(array.ptr())) {
     throw SharedMemoryError(Operation::set, lease.key(), "expected a numpy array, got " + py_type_name(array));
   }
-  nb::object contiguous = nb::steal(
-      reinterpret_cast<PyObject*>(PyArray_GETCONTIGUOUS(reinterpret_cast<PyArrayObject*>(array.ptr()))));
+  nb::object contiguous =
+      nb::steal(reinterpret_cast<PyObject*>(PyArray_GETCONTIGUOUS(reinterpret_cast<PyArrayObject*>(array.ptr()))));
   if (!contiguous.is_valid()) throw nb::python_error();
   Buffer buffer(contiguous.ptr(), Operation::set, lease.key());
   const std::span<const std::byte> bytes = buffer.bytes();

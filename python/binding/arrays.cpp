@@ -11,7 +11,6 @@
 
 namespace tritonshm::binding {
 
-
 nb::object bytes_object_array(const std::vector<npy_intp>& dims, std::span<const std::string_view> elements,
                               const ElementCopier& copy) {
   PyObject* arr = PyArray_SimpleNew(static_cast<int>(dims.size()), const_cast<npy_intp*>(dims.data()), NPY_OBJECT);
@@ -53,8 +52,8 @@ PyObject* mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
 
 }  // namespace
 
-nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype,
-                       nb::handle shape_obj, TensorOwner owner, nb::handle owner_object) {
+nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype, nb::handle shape_obj,
+                       TensorOwner owner, nb::handle owner_object) {
   const std::string& key = region.key();
   nb::object descr_ref = parse_dtype(datatype, key);
   auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());

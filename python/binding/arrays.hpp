@@ -20,11 +20,11 @@ enum class TensorOwner {
 };
 
 // The tensor of `datatype` and `shape` at `offset` of `region`, within
-// `limit` bytes from it (a lease's slice; UINT64_MAX: the region's own bounds): fixed-size types as a view or a copy (per owner),
-// BYTES (np.object_ / np.bytes_) decoded into an object array of bytes. Every
-// read is bounds-checked and SIGBUS-guarded.
-nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype,
-                       nb::handle shape, TensorOwner owner, nb::handle owner_object);
+// `limit` bytes from it (a lease's slice; UINT64_MAX: the region's own bounds): fixed-size types as a view or a copy
+// (per owner), BYTES (np.object_ / np.bytes_) decoded into an object array of bytes. Every read is bounds-checked and
+// SIGBUS-guarded.
+nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype, nb::handle shape,
+                       TensorOwner owner, nb::handle owner_object);
 
 // Copies elements into destinations; runs without the GIL.
 using ElementCopier = std::function<void(std::span<const std::string_view>, std::span<std::byte* const>)>;

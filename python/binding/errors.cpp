@@ -26,7 +26,8 @@ void bind_errors(nb::module_& m) {
       std::rethrow_exception(p);
     } catch (const SharedMemoryError& e) {
       const std::string_view what = e.what();
-      nb::object message = nb::steal(PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()), "replace"));
+      nb::object message =
+          nb::steal(PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()), "replace"));
       if (!message.is_valid()) return;
       nb::object exc = nb::steal(PyObject_CallOneArg(g_exception, message.ptr()));
       if (!exc.is_valid()) return;  // the call set an error already

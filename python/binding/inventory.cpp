@@ -19,8 +19,10 @@ void bind_inventory(nb::module_& m) {
   nb::class_<RegionInfo>(m, "RegionInfo", "A region in /dev/shm and the processes that use it.")
       .def_ro("key", &RegionInfo::key)
       .def_ro("size", &RegionInfo::size)
-      .def_prop_ro("owner", [](const RegionInfo& i) { return static_cast<uint32_t>(i.owner); }, "owner's uid")
-      .def_prop_ro("mode", [](const RegionInfo& i) { return static_cast<uint32_t>(i.mode); }, "permission bits")
+      .def_prop_ro(
+          "owner", [](const RegionInfo& i) { return static_cast<uint32_t>(i.owner); }, "owner's uid")
+      .def_prop_ro(
+          "mode", [](const RegionInfo& i) { return static_cast<uint32_t>(i.mode); }, "permission bits")
       .def_ro("modified", &RegionInfo::modified, "seconds since the epoch")
       .def_prop_ro("mapped_by", [](const RegionInfo& i) { return pids(i.mapped_by); })
       .def_prop_ro("opened_by", [](const RegionInfo& i) { return pids(i.opened_by); })

@@ -79,7 +79,8 @@ PyObject* serialized_bytes_of(PyArrayObject* arr, const std::string& key) {
   if (n != 1) {
     throw SharedMemoryError(Operation::set, key,
                             "an np.object_ array must hold one serialized BYTES buffer (the output of "
-                            "serialize_byte_tensor), got " + std::to_string(n) + " elements");
+                            "serialize_byte_tensor), got " +
+                                std::to_string(n) + " elements");
   }
   PyObject* item = *static_cast<PyObject**>(PyArray_DATA(arr));
   if (item == nullptr || !(PyBytes_Check(item) || PyByteArray_Check(item) || PyMemoryView_Check(item))) {
@@ -114,10 +115,10 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
     auto* arr = reinterpret_cast<PyArrayObject*>(items[i]);
     if (PyDataType_REFCHK(PyArray_DESCR(arr))) {
       if (PyArray_TYPE(arr) != NPY_OBJECT) {
-        throw SharedMemoryError(Operation::set, key,
-                                "dtype " + nb::cast<std::string>(nb::str(nb::handle(
-                                               reinterpret_cast<PyObject*>(PyArray_DESCR(arr))))) +
-                                    " holds Python objects");
+        throw SharedMemoryError(
+            Operation::set, key,
+            "dtype " + nb::cast<std::string>(nb::str(nb::handle(reinterpret_cast<PyObject*>(PyArray_DESCR(arr))))) +
+                " holds Python objects");
       }
       if (PyObject* bytes = serialized_bytes_of(arr, key)) held.emplace_back(bytes, Operation::set, key);
     } else if (PyArray_IS_C_CONTIGUOUS(arr)) {
@@ -174,12 +175,14 @@ void bind_regions(nb::module_& m) {
           nb::arg("triton_shm_name").none(), nb::arg("shm_key").none())
       .def_prop_ro("_triton_shm_name", [](const RegionHandle& r) { return r.triton_shm_name; })
       .def_prop_ro("_shm_key", [](const RegionHandle& r) { return r.shm_key; })
-      .def_prop_ro("triton_shm_name", [](const RegionHandle& r) { return r.triton_shm_name; },
-                   "The name the server knows the region by.")
-      .def_prop_ro("shm_key", [](const RegionHandle& r) { return r.shm_key; },
-                   "The key of the shared memory object, as given.")
-      .def_prop_ro("live", [](const RegionHandle& r) { return r.handle.live(); },
-                   "Whether the handle is mapped (made by create or attach, not yet destroyed).")
+      .def_prop_ro(
+          "triton_shm_name", [](const RegionHandle& r) { return r.triton_shm_name; },
+          "The name the server knows the region by.")
+      .def_prop_ro(
+          "shm_key", [](const RegionHandle& r) { return r.shm_key; }, "The key of the shared memory object, as given.")
+      .def_prop_ro(
+          "live", [](const RegionHandle& r) { return r.handle.live(); },
+          "Whether the handle is mapped (made by create or attach, not yet destroyed).")
       .def_prop_ro(
           "byte_size", [](nb::handle self) { return region_of(self, Operation::read)->size(); },
           "The size of the region as mapped by this process.")

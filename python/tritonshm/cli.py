@@ -79,8 +79,14 @@ def _info_json(info: Any) -> Dict[str, Any]:
 def _table(rows: List[Dict[str, Any]]) -> str:
     headers = ["KEY", "SIZE", "OWNER", "MODE", "AGE", "PIDS"]
     lines = [headers] + [
-        [r["key"], _human_size(r["size"]), r["owner"], stat.filemode(0o100000 | int(r["mode"], 8)),
-         _human_age(r["age_seconds"]), ",".join(map(str, sorted(set(r["mapped_by"]) | set(r["opened_by"])))) or "-"]
+        [
+            r["key"],
+            _human_size(r["size"]),
+            r["owner"],
+            stat.filemode(0o100000 | int(r["mode"], 8)),
+            _human_age(r["age_seconds"]),
+            ",".join(map(str, sorted(set(r["mapped_by"]) | set(r["opened_by"])))) or "-",
+        ]
         for r in rows
     ]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(headers))]
@@ -143,8 +149,11 @@ def cmd_info(args: argparse.Namespace) -> int:
                     raise SharedMemoryException("--shape is required with --dtype BYTES")
                 shape = [(info.size - args.offset) // np.dtype(dtype).itemsize]
             values = shm.get_contents_as_numpy(handle, dtype, shape, offset=args.offset)
-            row["decoded"] = {"dtype": str(np.dtype(dtype)) if dtype is not np.object_ else "BYTES",
-                              "shape": list(values.shape), "offset": args.offset}
+            row["decoded"] = {
+                "dtype": str(np.dtype(dtype)) if dtype is not np.object_ else "BYTES",
+                "shape": list(values.shape),
+                "offset": args.offset,
+            }
             shown = values.tolist()
         else:
             length = max(0, min(args.length, info.size - args.offset))
@@ -184,15 +193,19 @@ def _numpy_dtype(name: str) -> Any:
     try:
         return np.dtype(name)
     except TypeError:
-        raise SharedMemoryException(f"unknown data type {name!r} (Triton names like FP32 or numpy names like float32)") from None
+        raise SharedMemoryException(
+            f"unknown data type {name!r} (Triton names like FP32 or numpy names like float32)"
+        ) from None
 
 
 def cmd_create(args: argparse.Namespace) -> int:
     from .inventory import create_region
 
     size = create_region(args.key, args.size, mode=args.mode)
-    print(f"created {args.key if args.key.startswith('/') else '/' + args.key} ({size} bytes, mode {args.mode:04o}); "
-          "remove it with `tritonshm rm`")
+    print(
+        f"created {args.key if args.key.startswith('/') else '/' + args.key} ({size} bytes, mode {args.mode:04o}); "
+        "remove it with `tritonshm rm`"
+    )
     return 0
 
 
@@ -216,15 +229,25 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_gc(args: argparse.Namespace) -> int:
     from .inventory import collect_garbage
 
-    report = collect_garbage(dry_run=args.dry_run, min_age_seconds=args.min_age, prefix=args.prefix,
-                             trust_uninspected=args.trust_uninspected, include_foreign=args.include_foreign)
+    report = collect_garbage(
+        dry_run=args.dry_run,
+        min_age_seconds=args.min_age,
+        prefix=args.prefix,
+        trust_uninspected=args.trust_uninspected,
+        include_foreign=args.include_foreign,
+    )
     if args.json:
-        print(json.dumps({
-            "dry_run": args.dry_run,
-            "removed": [_info_json(i) for i in report.removed],
-            "kept": [dict(_info_json(k.region), reason=k.reason) for k in report.kept],
-            "uninspected_pids": report.uninspected,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "dry_run": args.dry_run,
+                    "removed": [_info_json(i) for i in report.removed],
+                    "kept": [dict(_info_json(k.region), reason=k.reason) for k in report.kept],
+                    "uninspected_pids": report.uninspected,
+                },
+                indent=2,
+            )
+        )
         return 0
     verb = "would remove" if args.dry_run else "removed"
     for info in report.removed:
@@ -237,8 +260,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
             why += ": --include-foreign removes it"
         print(f"kept {info.key} ({why})")
     if report.uninspected and any(k.reason.startswith("some processes") for k in report.kept):
-        print("note: unused regions were kept because " + _uninspected_note(report.uninspected) +
-              " and might use them; pass --trust-uninspected if they use no shared memory", file=sys.stderr)
+        print(
+            "note: unused regions were kept because "
+            + _uninspected_note(report.uninspected)
+            + " and might use them; pass --trust-uninspected if they use no shared memory",
+            file=sys.stderr,
+        )
     if not report.removed and not report.kept:
         print("nothing to collect")
     return 0
@@ -254,7 +281,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             import tritonclient.http as client_module
     except ImportError as exc:
-        raise SharedMemoryException(f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})")
+        raise SharedMemoryException(
+            f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})"
+        ) from exc
     headers = dict(h.split("=", 1) for h in args.header) if args.header else None
     client = client_module.InferenceServerClient(url=args.url)
     try:
@@ -280,52 +309,86 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# Shown at the end of each subcommand's --help.
+EXAMPLES = {
+    "ls": ["tritonshm ls", "tritonshm ls --json"],
+    "info": ["tritonshm info /input_simple", "tritonshm info /output_simple --dtype INT32 --shape 1,16 --offset 64"],
+    "create": ["tritonshm create /input_simple 64K --mode 0660"],
+    "rm": ["tritonshm rm /left_by_crash", "tritonshm rm --force /stuck_region"],
+    "gc": ["tritonshm gc --dry-run", "tritonshm gc --min-age 3600 --prefix /myapp_"],
+    "status": ["tritonshm status --url localhost:8000", "tritonshm status --url localhost:8001 --protocol grpc --json"],
+    "demo": [
+        "tritonshm demo",
+        "tritonshm demo --url localhost:8000",
+        "tritonshm demo --url localhost:8001 --protocol grpc",
+    ],
+}
+
+
+def add_subcommand(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with examples."""
+    epilog = "examples:\n" + "\n".join("  " + line for line in EXAMPLES.get(name, []))
+    return sub.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tritonshm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tritonshm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("ls", help="list regions in /dev/shm with size, owner, mode, age and the PIDs using them")
+    p = add_subcommand(sub, "ls", help="list regions in /dev/shm with size, owner, mode, age and the PIDs using them")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_ls)
 
-    p = sub.add_parser("info", help="show one region: its facts and a hexdump or decoded view")
+    p = add_subcommand(sub, "info", help="show one region: its facts and a hexdump or decoded view")
     p.add_argument("key")
     p.add_argument("--dtype", help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
-    p.add_argument("--shape", type=lambda s: [int(x) for x in s.replace("x", ",").split(",") if x.strip()],
-                   help="shape to decode, e.g. 2,16 (default: as many elements as fit)")
+    p.add_argument(
+        "--shape",
+        type=lambda s: [int(x) for x in s.replace("x", ",").split(",") if x.strip()],
+        help="shape to decode, e.g. 2,16 (default: as many elements as fit)",
+    )
     p.add_argument("--offset", type=_parse_size, default=0, help="byte offset to start at")
     p.add_argument("--length", type=_parse_size, default=256, help="bytes to hexdump (default 256)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_info)
 
-    p = sub.add_parser("create", help="create a region that stays until `tritonshm rm`")
+    p = add_subcommand(sub, "create", help="create a region that stays until `tritonshm rm`")
     p.add_argument("key")
     p.add_argument("size", type=_parse_size, help="bytes, or with a unit: 64K, 16MiB, 1G")
     p.add_argument("--mode", type=_parse_mode, default=0o600, help="permission bits, octal (default 0600)")
     p.set_defaults(run=cmd_create)
 
-    p = sub.add_parser("rm", help="remove regions (refuses one a live process uses, unless --force)")
+    p = add_subcommand(sub, "rm", help="remove regions (refuses one a live process uses, unless --force)")
     p.add_argument("keys", nargs="+", metavar="KEY")
     p.add_argument("--force", action="store_true", help="remove even if a live process uses it")
     p.set_defaults(run=cmd_rm)
 
-    p = sub.add_parser("gc", help="remove regions no live process maps or holds open (left by crashes)")
+    p = add_subcommand(sub, "gc", help="remove regions no live process maps or holds open (left by crashes)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     p.add_argument("--min-age", type=int, default=0, metavar="SECONDS", help="spare regions modified more recently")
     p.add_argument("--prefix", default="", help="only keys starting with this")
-    p.add_argument("--trust-uninspected", action="store_true",
-                   help="remove even though some processes could not be inspected")
-    p.add_argument("--include-foreign", action="store_true",
-                   help="also remove other tools' unused regions (Triton's Python backend and PyTriton's, psm_* of Python)")
+    p.add_argument(
+        "--trust-uninspected", action="store_true", help="remove even though some processes could not be inspected"
+    )
+    p.add_argument(
+        "--include-foreign",
+        action="store_true",
+        help="also remove other tools' unused regions (Triton's Python backend and PyTriton's, psm_* of Python)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_gc)
 
-    p = sub.add_parser("status", help="a Triton server's registered regions joined with this host's /dev/shm")
+    p = add_subcommand(sub, "status", help="a Triton server's registered regions joined with this host's /dev/shm")
     p.add_argument("--url", required=True, help="the server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
     p.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    p.add_argument("--header", action="append", metavar="NAME=VALUE",
-                   help="a header for the server, e.g. triton-access-token=TOKEN (repeatable)")
+    p.add_argument(
+        "--header",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a header for the server, e.g. triton-access-token=TOKEN (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_status)
 

@@ -96,8 +96,11 @@ class TritonServer:
             infer_inputs.append(item)
         infer_outputs = []
         for spec in outputs:
-            item = (self.module.InferRequestedOutput(spec["name"], binary_data=True) if self.protocol == "http"
-                    else self.module.InferRequestedOutput(spec["name"]))
+            item = (
+                self.module.InferRequestedOutput(spec["name"], binary_data=True)
+                if self.protocol == "http"
+                else self.module.InferRequestedOutput(spec["name"])
+            )
             item.set_shared_memory(spec["region"], spec["byte_size"], offset=spec["offset"])
             infer_outputs.append(item)
         self.client.infer(self.model, infer_inputs, outputs=infer_outputs)
@@ -141,8 +144,10 @@ def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True, sh
         output1 = shm.get_contents_as_numpy(out_handle, np.int32, [1, 16], offset=byte_size)
         if verbose:
             for i in range(16):
-                print(f"{input0[i]:3d} + {input1[i]:3d} = {output0[0][i]:3d}    "
-                      f"{input0[i]:3d} - {input1[i]:3d} = {output1[0][i]:3d}")
+                print(
+                    f"{input0[i]:3d} + {input1[i]:3d} = {output0[0][i]:3d}    "
+                    f"{input0[i]:3d} - {input1[i]:3d} = {output1[0][i]:3d}"
+                )
         if not (np.array_equal(output0[0], input0 + input1) and np.array_equal(output1[0], input0 - input1)):
             raise RuntimeError(f"wrong results: OUTPUT0={output0[0]} OUTPUT1={output1[0]}")
         results = {"OUTPUT0": output0.copy(), "OUTPUT1": output1.copy()}
@@ -160,12 +165,16 @@ def run(args: Any) -> int:
     try:
         if args.url:
             server: Any = TritonServer(args.url, args.protocol, args.model)
-            print(f"tritonshm demo: add/sub through system shared memory with Triton at {args.url} "
-                  f"({args.protocol}, model '{args.model}')")
+            print(
+                f"tritonshm demo: add/sub through system shared memory with Triton at {args.url} "
+                f"({args.protocol}, model '{args.model}')"
+            )
         else:
             server = EmbeddedServer()
-            print("tritonshm demo: add/sub through system shared memory with an embedded server process "
-                  f"(pid {server.process.pid})")
+            print(
+                "tritonshm demo: add/sub through system shared memory with an embedded server process "
+                f"(pid {server.process.pid})"
+            )
     except Exception as exc:
         print(f"demo FAILED: {exc}", file=sys.stderr)
         return 1
@@ -185,10 +194,14 @@ def run(args: Any) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run Triton's add/sub shared memory flow end to end",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    from .cli import add_subcommand
+
+    p = add_subcommand(sub, "demo", help="run Triton's add/sub shared memory flow end to end", description=__doc__)
     p.add_argument("--url", help="run against a Triton server at HOST:PORT instead of the embedded one")
     p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="protocol for --url (default http)")
-    p.add_argument("--model", default="simple",
-                   help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple")
+    p.add_argument(
+        "--model",
+        default="simple",
+        help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple",
+    )
     p.set_defaults(run=run)

@@ -37,6 +37,14 @@ class SharedMemoryRegion(_core.RegionHandle):
     def __init__(self, triton_shm_name: str, shm_key: str) -> None:
         super().__init__(triton_shm_name, shm_key)
 
+    def __enter__(self) -> "SharedMemoryRegion":
+        """``with create_shared_memory_region(...) as handle:`` destroys it on exit (beyond the reference)."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            destroy_shared_memory_region(self)
+
 
 def create_shared_memory_region(
     triton_shm_name: str,
@@ -73,7 +81,9 @@ def create_shared_memory_region(
     return region
 
 
-def set_shared_memory_region(shm_handle: SharedMemoryRegion, input_values: Sequence[np.ndarray], offset: int = 0) -> None:
+def set_shared_memory_region(
+    shm_handle: SharedMemoryRegion, input_values: Sequence[np.ndarray], offset: int = 0
+) -> None:
     """Copy the contents of the numpy array into the system shared memory region.
 
     The arrays are copied in C order one after another from ``offset``. An
@@ -87,7 +97,9 @@ def set_shared_memory_region(shm_handle: SharedMemoryRegion, input_values: Seque
     _core.set_region(shm_handle, input_values, offset)
 
 
-def get_contents_as_numpy(shm_handle: SharedMemoryRegion, datatype: Any, shape: Sequence[int], offset: int = 0) -> np.ndarray:
+def get_contents_as_numpy(
+    shm_handle: SharedMemoryRegion, datatype: Any, shape: Sequence[int], offset: int = 0
+) -> np.ndarray:
     """Generates a numpy array using the data stored in the system shared memory region specified with the handle.
 
     For a fixed-size ``datatype`` the result is a zero-copy, writable view of

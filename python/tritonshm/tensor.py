@@ -39,7 +39,9 @@ def serialize_byte_tensor(input_tensor: np.ndarray) -> np.ndarray:
     format: a 0-d np.object_ array holding the bytes. Elements that are not
     ``bytes`` are taken as ``str(element).encode("utf-8")``."""
     if not isinstance(input_tensor, np.ndarray):
-        raise SharedMemoryException(f"cannot serialize bytes tensor: expected a numpy array, got {type(input_tensor).__name__}")
+        raise SharedMemoryException(
+            f"cannot serialize bytes tensor: expected a numpy array, got {type(input_tensor).__name__}"
+        )
     if input_tensor.size == 0:
         return np.empty([0], dtype=np.object_)
     if input_tensor.dtype != np.object_ and input_tensor.dtype.type != np.bytes_:
@@ -65,11 +67,15 @@ def serialize_bf16_tensor(input_tensor: np.ndarray) -> np.ndarray:
     """Serializes a float32 tensor to BF16 (upper 16 bits of each value, as
     tritonclient does): a 0-d np.object_ array holding the bytes."""
     if not isinstance(input_tensor, np.ndarray):
-        raise SharedMemoryException(f"cannot serialize bf16 tensor: expected a numpy array, got {type(input_tensor).__name__}")
+        raise SharedMemoryException(
+            f"cannot serialize bf16 tensor: expected a numpy array, got {type(input_tensor).__name__}"
+        )
     if input_tensor.size == 0:
         return np.empty([0], dtype=np.object_)
     if input_tensor.dtype != np.float32:
-        raise SharedMemoryException(f"cannot serialize bf16 tensor: invalid datatype {input_tensor.dtype} (expected float32)")
+        raise SharedMemoryException(
+            f"cannot serialize bf16 tensor: invalid datatype {input_tensor.dtype} (expected float32)"
+        )
     return _object_scalar(_core.serialize_bf16(np.ascontiguousarray(input_tensor)))
 
 

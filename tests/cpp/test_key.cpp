@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
 
-#include "tritonshm/error.hpp"
 #include "tritonshm/detail/key.hpp"
+#include "tritonshm/error.hpp"
 
-using tritonshm::detail::normalize_key;
 using tritonshm::SharedMemoryError;
+using tritonshm::detail::normalize_key;
 
 TEST(Key, LeadingSlashIsOptional) {
   EXPECT_EQ(normalize_key("abc"), "/abc");

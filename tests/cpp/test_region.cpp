@@ -26,7 +26,7 @@ TEST(Region, CreateSizesMapsAndIsPrivate) {
   auto region = Region::create(key, 4096);
   EXPECT_EQ(region->size(), 4096u);
   EXPECT_TRUE(region->owns());
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm" + key).c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 4096);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
@@ -217,8 +217,9 @@ TEST(Region, BytesDecodeOfAShrunkRegionRaisesInsteadOfSigbus) {
     (void)region->read_bytes(0, elements);
     FAIL() << "decoding past the shrunk end must throw";
   } catch (const SharedMemoryError& e) {
-    EXPECT_EQ(std::string(e.what()).rfind("unable to read the shared memory region '" + key + "': the object was "
-                                          "shrunk to 4096 bytes",
+    EXPECT_EQ(std::string(e.what()).rfind("unable to read the shared memory region '" + key +
+                                              "': the object was "
+                                              "shrunk to 4096 bytes",
                                           0),
               0u)
         << e.what();
@@ -239,8 +240,7 @@ TEST(Region, FaultInTheSourceIsToldApartFromAShrunkRegion) {
     FAIL() << "copying from unbacked pages must throw";
   } catch (const SharedMemoryError& e) {
     const std::string what = e.what();
-    EXPECT_EQ(what.rfind("unable to set the shared memory region '" + target_key + "': the source data stopped", 0),
-              0u)
+    EXPECT_EQ(what.rfind("unable to set the shared memory region '" + target_key + "': the source data stopped", 0), 0u)
         << what;
     EXPECT_EQ(what.find("shrunk"), std::string::npos) << what;
   }
@@ -267,7 +267,7 @@ TEST(Region, PrefaultedRegionAppearsWholeUnderItsKey) {
   std::atomic<uint64_t> smallest_seen{UINT64_MAX};
   std::thread watcher([&] {
     while (!done) {
-      struct stat st{};
+      struct stat st {};
       if (::stat(("/dev/shm" + key).c_str(), &st) == 0) {
         uint64_t seen = smallest_seen;
         while (static_cast<uint64_t>(st.st_size) < seen && !smallest_seen.compare_exchange_weak(seen, st.st_size)) {

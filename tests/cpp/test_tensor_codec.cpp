@@ -18,7 +18,13 @@ std::span<const std::byte> as_bytes(const std::string& s) {
 TEST(BytesCodec, RoundTripAndWireFormat) {
   const std::vector<std::string_view> in = {"ab", "", "xyz"};
   auto encoded = serialize_bytes(in);
-  const std::string expected("\x02\x00\x00\x00" "ab" "\x00\x00\x00\x00" "\x03\x00\x00\x00" "xyz", 4 + 2 + 4 + 4 + 3);
+  const std::string expected(
+      "\x02\x00\x00\x00"
+      "ab"
+      "\x00\x00\x00\x00"
+      "\x03\x00\x00\x00"
+      "xyz",
+      4 + 2 + 4 + 4 + 3);
   ASSERT_EQ(encoded.size(), expected.size());
   EXPECT_EQ(std::memcmp(encoded.data(), expected.data(), expected.size()), 0);
   auto out = deserialize_bytes(encoded);
@@ -39,7 +45,10 @@ TEST(BytesCodec, CountStopsEarlyAndReportsConsumed) {
 }
 
 TEST(BytesCodec, MalformedInputNeverReadsOutOfBounds) {
-  EXPECT_THROW(deserialize_bytes(as_bytes(std::string("\x05\x00\x00\x00" "abc", 7))), SharedMemoryError);
+  EXPECT_THROW(deserialize_bytes(as_bytes(std::string("\x05\x00\x00\x00"
+                                                      "abc",
+                                                      7))),
+               SharedMemoryError);
   EXPECT_THROW(deserialize_bytes(as_bytes(std::string("\x01\x00", 2))), SharedMemoryError);
   EXPECT_THROW(deserialize_bytes(as_bytes(std::string(8, '\0')), 3), SharedMemoryError);
   EXPECT_THROW(deserialize_bytes(as_bytes(std::string(8, '\0')), UINT64_MAX), SharedMemoryError);

@@ -3,12 +3,11 @@
 import inspect
 
 import pytest
+import tritonclient.utils as reference_utils  # noqa: E402  (a test extra: missing is a failure, not a skip)
+import tritonclient.utils.shared_memory as reference  # noqa: E402
 
 import tritonshm
 import tritonshm.shared_memory
-
-import tritonclient.utils as reference_utils  # noqa: E402  (a test extra: missing is a failure, not a skip)
-import tritonclient.utils.shared_memory as reference  # noqa: E402
 
 SEED_FUNCTIONS = [
     "create_shared_memory_region",
@@ -17,7 +16,13 @@ SEED_FUNCTIONS = [
     "mapped_shared_memory_regions",
     "set_shared_memory_region",
 ]
-HELPERS = ["serialize_byte_tensor", "deserialize_bytes_tensor", "serialized_byte_size", "np_to_triton_dtype", "triton_to_np_dtype"]
+HELPERS = [
+    "serialize_byte_tensor",
+    "deserialize_bytes_tensor",
+    "serialized_byte_size",
+    "np_to_triton_dtype",
+    "triton_to_np_dtype",
+]
 
 
 def positional_signature(fn):

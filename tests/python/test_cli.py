@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 
 import tritonshm as shm
+
 from conftest import shm_path
 
 
@@ -36,21 +37,43 @@ def test_command_never_imports_from_the_working_directory(tmp_path):
     marker = tmp_path / "RAN"
     planted = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
     (tmp_path / "benchmarks").mkdir()
-    for name in ("benchmarks/__init__.py", "benchmarks/cli.py", "numpy.py", "json.py", "argparse.py",
-                 "tritonshm.py", "_posixshmem.py", "mmap.py"):
+    for name in (
+        "benchmarks/__init__.py",
+        "benchmarks/cli.py",
+        "numpy.py",
+        "json.py",
+        "argparse.py",
+        "tritonshm.py",
+        "_posixshmem.py",
+        "mmap.py",
+    ):
         (tmp_path / name).write_text(planted)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} if "PYTHONPATH" not in os.environ else dict(os.environ)
+    env = (
+        {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if "PYTHONPATH" not in os.environ
+        else dict(os.environ)
+    )
     for args in (["ls"], ["gc", "--dry-run"], ["demo"], ["--help"]):
-        result = subprocess.run([installed_command(), *args], cwd=tmp_path, capture_output=True, text=True,
-                                timeout=120, env=env)
+        result = subprocess.run(
+            [installed_command(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+        )
         assert result.returncode == 0, (args, result.stderr)
         assert not marker.exists(), f"tritonshm {' '.join(args)} ran {marker.read_text()!r} from the working directory"
 
 
-def test_help_for_every_subcommand():
-    for sub in ("ls", "info", "create", "rm", "gc", "demo"):
+def test_help_for_every_subcommand_ends_with_an_example():
+    for sub in ("ls", "info", "create", "rm", "gc", "status", "demo"):
         out = cli(sub, "--help").stdout
         assert "usage: tritonshm " + sub in out
+        assert "examples:\n  tritonshm " + sub in out, out
+
+
+def test_python_dash_m_tritonshm_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "tritonshm", "ls", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "regions" in json.loads(result.stdout)
 
 
 def test_create_ls_info_rm_round_trip(make_key):
@@ -115,11 +138,17 @@ def test_gc_removes_only_regions_no_live_process_uses(make_key):
     orphan, held = prefix + "_orphan", prefix + "_held"
     # A writer that crashes (SIGKILL) after creating, leaving its region behind.
     crashed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import os, signal, tritonshm as shm
             h = shm.create_shared_memory_region("x", "{orphan}", 4096)
             os.kill(os.getpid(), signal.SIGKILL)
-        """)], timeout=60)
+        """),
+        ],
+        timeout=60,
+    )
     assert crashed.returncode == -9 and shm_path(orphan).exists()
     handle = shm.create_shared_memory_region("n", held, 4096)
     try:
@@ -153,8 +182,11 @@ def test_gc_keeps_everything_while_a_process_cannot_be_inspected(make_key):
 def test_gc_leaves_other_tools_regions_alone_unless_asked():
     """Triton's Python backend and Python's multiprocessing (PyTriton) manage
     their own regions; on a Triton host, `tritonshm gc` must not take them."""
-    keys = [f"/triton_python_backend_shm_region_tshm_{os.getpid()}", f"/psm_tshm_{os.getpid()}",
-            f"/pytrtion_tshm_{os.getpid()}"]
+    keys = [
+        f"/triton_python_backend_shm_region_tshm_{os.getpid()}",
+        f"/psm_tshm_{os.getpid()}",
+        f"/pytrtion_tshm_{os.getpid()}",
+    ]
     try:
         for key in keys:
             cli("create", key, "4K")

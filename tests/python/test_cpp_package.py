@@ -7,13 +7,15 @@ import subprocess
 import numpy as np
 
 import tritonshm as shm
-from conftest import run, shm_path
 
+from conftest import run, shm_path
 
 
 def test_python_reads_what_cpp_wrote(examples, make_key):
     key = make_key("cpp_writer")
-    writer = subprocess.Popen([examples / "write_tensors", key], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [examples / "write_tensors", key], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         ready = writer.stdout.readline().split()
         assert ready[:3] == ["READY", key, "1024"], ready
@@ -36,7 +38,9 @@ def test_cpp_reads_what_python_wrote(examples, make_key):
     handle = shm.create_shared_memory_region("py", key, 512)
     try:
         shm.set_shared_memory_region(handle, [np.arange(1, 9, dtype=np.int64)])
-        shm.set_shared_memory_region(handle, [shm.serialize_byte_tensor(np.array(["héllo", b"world"], dtype=object))], offset=64)
+        shm.set_shared_memory_region(
+            handle, [shm.serialize_byte_tensor(np.array(["héllo", b"world"], dtype=object))], offset=64
+        )
         out = run(examples / "read_tensors", key).stdout
         assert "INT64 1 2 3 4 5 6 7 8" in out and "SUM 36" in out
         assert "BYTES héllo" in out and "BYTES world" in out

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tritonshm as shm
+
 from conftest import shm_path
 
 
@@ -195,7 +196,9 @@ def test_zero_byte_region_can_be_created_and_destroyed(make_key):
 def test_failed_create_leaves_nothing_behind(make_key):
     key = make_key()
     # Larger than any file may be: ftruncate fails after shm_open succeeded.
-    with pytest.raises(shm.SharedMemoryException, match=r"^unable to create the shared memory region .*: (sizing|reserving)") as info:
+    with pytest.raises(
+        shm.SharedMemoryException, match=r"^unable to create the shared memory region .*: (sizing|reserving)"
+    ) as info:
         shm.create_shared_memory_region("n", key, 2**63 + 5)
     assert key.lstrip("/") in str(info.value)
     assert not shm_path(key).exists()
@@ -226,3 +229,17 @@ def test_prefault_option_creates_usable_region(make_key):
     shm.set_shared_memory_region(handle, [np.ones(1 << 18, np.float32)])
     assert shm.get_contents_as_numpy(handle, np.float32, [1 << 18]).sum() == 1 << 18
     shm.destroy_shared_memory_region(handle)
+
+
+def test_with_statement_destroys_the_region_on_exit(make_key):
+    key = make_key()
+    with shm.create_shared_memory_region("n", key, 64) as handle:
+        shm.set_shared_memory_region(handle, [np.arange(4, dtype=np.int32)])
+        assert shm_path(key).exists()
+    assert not handle.live and not shm_path(key).exists()
+    with pytest.raises(ZeroDivisionError):
+        with shm.create_shared_memory_region("n", key, 64) as handle:
+            raise ZeroDivisionError
+    assert not shm_path(key).exists(), "destroyed on the way out of an exception too"
+    with shm.create_shared_memory_region("n", key, 64) as handle:
+        shm.destroy_shared_memory_region(handle)  # destroyed inside: the exit leaves it be

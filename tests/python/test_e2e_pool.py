@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import tritonshm as shm
+
 from conftest import new_key, shm_path
 
 pytestmark = pytest.mark.e2e
@@ -95,8 +96,14 @@ def test_copy_false_views_keep_their_lease_until_they_die(client):
 def test_outputs_and_keyword_arguments_pass_through(client):
     with SharedMemoryPool(client, 1 << 20) as pool:
         a = np.arange(16, dtype=np.int32).reshape(1, 16)
-        out = pool.infer("simple", {"INPUT0": a, "INPUT1": a}, outputs=["OUTPUT1"], request_id="42", priority=0,
-                         timeout=30_000_000 if client.protocol == "http" else None)
+        out = pool.infer(
+            "simple",
+            {"INPUT0": a, "INPUT1": a},
+            outputs=["OUTPUT1"],
+            request_id="42",
+            priority=0,
+            timeout=30_000_000 if client.protocol == "http" else None,
+        )
         assert list(out) == ["OUTPUT1"] and not out["OUTPUT1"].any()
 
 
@@ -105,6 +112,7 @@ def test_eight_threads_each_get_their_own_results(client, triton):
     tritonclient's HTTP client is not (gevent), so each thread has its own."""
     errors = []
     with SharedMemoryPool(client, 1 << 20) as pool:
+
         def work(seed):
             own = http.InferenceServerClient(triton["http"]) if client.protocol == "http" else None
             try:
@@ -115,6 +123,7 @@ def test_eight_threads_each_get_their_own_results(client, triton):
             finally:
                 if own is not None:
                     own.close()
+
         threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
         for t in threads:
             t.start()
@@ -130,6 +139,7 @@ def test_thirty_two_concurrent_async_requests_each_get_their_own_results(triton,
         aclient = ASYNC[protocol].InferenceServerClient(url=triton[protocol])
         try:
             async with AsyncSharedMemoryPool(aclient, 64 << 10) as pool:
+
                 async def one(seed):
                     a = (np.arange(16) * seed).astype(np.float32).reshape(1, 16)
                     b = np.full((1, 16), seed, np.float32)
@@ -139,6 +149,7 @@ def test_thirty_two_concurrent_async_requests_each_get_their_own_results(triton,
                     words = np.array([[f"w{seed}".encode()] * 3], dtype=np.object_)
                     out = await pool.infer_async("bytes_upper", {"INPUT0": words})
                     assert out["OUTPUT0"].tolist() == [[f"W{seed}".encode()] * 3]
+
                 await asyncio.gather(*(one(s) for s in range(32)))
                 names = pool.region_names
                 assert pool.leased_bytes == 0
@@ -164,9 +175,12 @@ def test_full_pool_grows_to_its_limit_then_says_how_much_is_leased(client):
     with SharedMemoryPool(client, 64 << 10, max_capacity=192 << 10) as pool:
         held = [pool.lease(60 << 10) for _ in range(3)]
         assert len(pool.region_names) == 3
-        with pytest.raises(shm.SharedMemoryException, match=r"^unable to lease shared memory: .*184320 bytes leased in "
-                                                            r"3 lease\(s\), of 196608 bytes in 3 region\(s\); the limit "
-                                                            r"is 196608 bytes"):
+        with pytest.raises(
+            shm.SharedMemoryException,
+            match=r"^unable to lease shared memory: .*184320 bytes leased in "
+            r"3 lease\(s\), of 196608 bytes in 3 region\(s\); the limit "
+            r"is 196608 bytes",
+        ):
             pool.lease(60 << 10)
         held.pop().release()
         assert pool.lease(60 << 10).size == 60 << 10
@@ -238,8 +252,9 @@ print(*pool.region_names, flush=True)
 
 
 def test_a_pool_left_open_is_closed_at_interpreter_exit(triton):
-    result = subprocess.run([sys.executable, "-c", EXITS_WITHOUT_CLOSE, triton["http"]], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", EXITS_WITHOUT_CLOSE, triton["http"]], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     names = result.stdout.split()
     assert names
@@ -277,8 +292,9 @@ def test_server_in_another_ipc_namespace_is_explained():
                 message = str(info.value)
                 assert "Unable to open shared memory region" in message, message  # the server's words first
                 assert "exists on this host" in message and "--ipc=host" in message, message
-                assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"tritonshm_{os.getpid()}_")], \
+                assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"tritonshm_{os.getpid()}_")], (
                     "a pool that failed to start leaves nothing behind"
+                )
 
 
 def test_access_token_refusal_is_explained_and_the_token_fixes_it():
@@ -290,8 +306,9 @@ def test_access_token_refusal_is_explained_and_the_token_fixes_it():
                     SharedMemoryPool(client, 64 << 10)
                 # The server names the header it wants (gRPC's differs), and so do we.
                 header = "triton-access-token" if protocol == "http" else "triton-grpc-protocol-triton-access-token"
-                assert "access token" in str(info.value) and f"headers={{'{header}': TOKEN}}" in str(info.value), \
-                    str(info.value)
+                assert "access token" in str(info.value) and f"headers={{'{header}': TOKEN}}" in str(info.value), str(
+                    info.value
+                )
                 with SharedMemoryPool(client, 64 << 10, headers={header: token}) as pool:
                     add_sub(pool, np.int32, 2)
                     names = pool.region_names
@@ -322,16 +339,22 @@ def test_output_slot_too_small_is_explained_with_the_size_needed(client):
 def test_status_joins_the_servers_regions_with_dev_shm(triton):
     client = http.InferenceServerClient(triton["http"])
     gone_key, small_key, lonely_key = new_key("gone"), new_key("shrunk"), new_key("lonely")
-    handles = [shm.create_shared_memory_region(n, k, 8192, create_only=True)
-               for n, k in (("status_gone", gone_key), ("status_small", small_key), ("status_lonely", lonely_key))]
+    handles = [
+        shm.create_shared_memory_region(n, k, 8192, create_only=True)
+        for n, k in (("status_gone", gone_key), ("status_small", small_key), ("status_lonely", lonely_key))
+    ]
     try:
         with SharedMemoryPool(client, 1 << 20) as pool:
             register(client, handles[0])
             register(client, handles[1])
             os.unlink(shm_path(gone_key))  # removed behind the server's back
             os.truncate(shm_path(small_key), 4096)
-            out = subprocess.run([sys.executable, "-m", "tritonshm.cli", "status", "--url", triton["http"], "--json"],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [sys.executable, "-m", "tritonshm.cli", "status", "--url", triton["http"], "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr
             rows = {r["key"]: r for r in json.loads(out.stdout)["regions"]}
             assert rows["/" + pool.region_names[0]]["state"] == "registered"
@@ -339,8 +362,12 @@ def test_status_joins_the_servers_regions_with_dev_shm(triton):
             assert rows[gone_key]["state"] == "gone_locally"
             assert rows[small_key]["state"] == "too_small" and rows[small_key]["local_size"] == 4096
             assert rows[lonely_key]["state"] == "not_registered" and rows[lonely_key]["name"] is None
-            grpc_out = subprocess.run([sys.executable, "-m", "tritonshm.cli", "status", "--url", triton["grpc"],
-                                       "--protocol", "grpc"], capture_output=True, text=True, timeout=60)
+            grpc_out = subprocess.run(
+                [sys.executable, "-m", "tritonshm.cli", "status", "--url", triton["grpc"], "--protocol", "grpc"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert grpc_out.returncode == 0, grpc_out.stderr
             assert "gone_locally" in grpc_out.stdout and "too_small" in grpc_out.stdout
     finally:
@@ -354,8 +381,9 @@ def test_status_joins_the_servers_regions_with_dev_shm(triton):
 def test_cpp_example_leases_from_an_arena_and_infers_through_its_own_client(triton, examples):
     """examples/cpp/pooled_inference: a C++ Arena, registered through the
     example's own (HTTP/JSON) client, one lease per request."""
-    out = subprocess.run([examples / "pooled_inference", triton["http"], "50"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [examples / "pooled_inference", triton["http"], "50"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "PASS 50 requests" in out.stdout
     name = out.stdout.split()[1]

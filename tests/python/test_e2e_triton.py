@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tritonshm as shm
+
 from conftest import new_key, shm_path
 
 pytestmark = pytest.mark.e2e
@@ -56,8 +57,11 @@ def shm_input(client, name, shape, datatype, region, byte_size, offset=0):
 
 
 def shm_output(client, name, region, byte_size, offset=0):
-    item = (client.module.InferRequestedOutput(name, binary_data=True) if client.protocol == "http"
-            else client.module.InferRequestedOutput(name))
+    item = (
+        client.module.InferRequestedOutput(name, binary_data=True)
+        if client.protocol == "http"
+        else client.module.InferRequestedOutput(name)
+    )
     item.set_shared_memory(region, byte_size, offset=offset)
     return item
 
@@ -72,20 +76,28 @@ def response_carries_no_data(client, result, name):
     return all(len(raw) == 0 for raw in result.get_response().raw_output_contents)
 
 
-@pytest.mark.parametrize("model, dtype, triton_type", [
-    ("simple", np.int32, "INT32"), ("simple_fp32", np.float32, "FP32"), ("simple_fp16", np.float16, "FP16")])
+@pytest.mark.parametrize(
+    "model, dtype, triton_type",
+    [("simple", np.int32, "INT32"), ("simple_fp32", np.float32, "FP32"), ("simple_fp16", np.float16, "FP16")],
+)
 def test_add_sub_inputs_and_outputs_in_our_regions(client, model, dtype, triton_type):
     in0 = np.arange(16, dtype=dtype).reshape(1, 16)
     in1 = np.full((1, 16), 3, dtype=dtype)
     n = in0.nbytes
-    with registered_region(client, 2 * n, "e2e_in") as (h_in, in_name, _), \
-         registered_region(client, 2 * n, "e2e_out") as (h_out, out_name, _):
+    with (
+        registered_region(client, 2 * n, "e2e_in") as (h_in, in_name, _),
+        registered_region(client, 2 * n, "e2e_out") as (h_out, out_name, _),
+    ):
         shm.set_shared_memory_region(h_in, [in0])
         shm.set_shared_memory_region(h_in, [in1], offset=n)
-        result = client.infer(model, [
-            shm_input(client, "INPUT0", [1, 16], triton_type, in_name, n),
-            shm_input(client, "INPUT1", [1, 16], triton_type, in_name, n, offset=n),
-        ], outputs=[shm_output(client, "OUTPUT0", out_name, n), shm_output(client, "OUTPUT1", out_name, n, offset=n)])
+        result = client.infer(
+            model,
+            [
+                shm_input(client, "INPUT0", [1, 16], triton_type, in_name, n),
+                shm_input(client, "INPUT1", [1, 16], triton_type, in_name, n, offset=n),
+            ],
+            outputs=[shm_output(client, "OUTPUT0", out_name, n), shm_output(client, "OUTPUT1", out_name, n, offset=n)],
+        )
         assert response_carries_no_data(client, result, "OUTPUT0"), "the output must come through shared memory"
         out0 = shm.get_contents_as_numpy(h_out, dtype, [1, 16])
         out1 = shm.get_contents_as_numpy(h_out, dtype, [1, 16], offset=n)
@@ -97,11 +109,19 @@ def test_bytes_model_with_serialized_inputs_and_decoded_outputs(client):
     words = np.array([[b"shared", b"memory", b"", "ünïcode".encode()]], dtype=np.object_)
     serialized = shm.serialize_byte_tensor(words)
     in_size = len(serialized.item())
-    with registered_region(client, in_size, "e2e_bytes_in") as (h_in, in_name, _), \
-         registered_region(client, 256, "e2e_bytes_out") as (h_out, out_name, _):
+    with (
+        registered_region(client, in_size, "e2e_bytes_in") as (h_in, in_name, _),
+        registered_region(client, 256, "e2e_bytes_out") as (h_out, out_name, _),
+    ):
         shm.set_shared_memory_region(h_in, [serialized])
-        client.infer("bytes_upper", [shm_input(client, "INPUT0", [1, 4], "BYTES", in_name, in_size)],
-                     outputs=[shm_output(client, "OUTPUT0", out_name, 128), shm_output(client, "OUTPUT1", out_name, 16, offset=128)])
+        client.infer(
+            "bytes_upper",
+            [shm_input(client, "INPUT0", [1, 4], "BYTES", in_name, in_size)],
+            outputs=[
+                shm_output(client, "OUTPUT0", out_name, 128),
+                shm_output(client, "OUTPUT1", out_name, 16, offset=128),
+            ],
+        )
         upper = shm.get_contents_as_numpy(h_out, np.object_, [1, 4])
         assert upper.tolist() == [[b"SHARED", b"MEMORY", b"", "ünïcode".encode().upper()]]
         lengths = shm.get_contents_as_numpy(h_out, np.int32, [1, 4], offset=128)
@@ -111,15 +131,23 @@ def test_bytes_model_with_serialized_inputs_and_decoded_outputs(client):
 def test_mixed_one_input_in_shared_memory_one_in_the_request(client):
     in0 = np.arange(16, dtype=np.int32).reshape(1, 16)
     in1 = np.full((1, 16), 10, dtype=np.int32)
-    with registered_region(client, 64, "e2e_mixed_in") as (h_in, in_name, _), \
-         registered_region(client, 64, "e2e_mixed_out") as (h_out, out_name, _):
+    with (
+        registered_region(client, 64, "e2e_mixed_in") as (h_in, in_name, _),
+        registered_region(client, 64, "e2e_mixed_out") as (h_out, out_name, _),
+    ):
         shm.set_shared_memory_region(h_in, [in0])
         body_input = client.module.InferInput("INPUT1", [1, 16], "INT32")
         body_input.set_data_from_numpy(in1)
-        second = (client.module.InferRequestedOutput("OUTPUT1", binary_data=True) if client.protocol == "http"
-                  else client.module.InferRequestedOutput("OUTPUT1"))
-        result = client.infer("simple", [shm_input(client, "INPUT0", [1, 16], "INT32", in_name, 64), body_input],
-                              outputs=[shm_output(client, "OUTPUT0", out_name, 64), second])
+        second = (
+            client.module.InferRequestedOutput("OUTPUT1", binary_data=True)
+            if client.protocol == "http"
+            else client.module.InferRequestedOutput("OUTPUT1")
+        )
+        result = client.infer(
+            "simple",
+            [shm_input(client, "INPUT0", [1, 16], "INT32", in_name, 64), body_input],
+            outputs=[shm_output(client, "OUTPUT0", out_name, 64), second],
+        )
         np.testing.assert_array_equal(shm.get_contents_as_numpy(h_out, np.int32, [1, 16]), in0 + in1)
         np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), in0 - in1)
 
@@ -141,15 +169,27 @@ def test_status_lists_our_regions_then_cleanup_leaves_dev_shm_clean(client):
 
 def test_server_errors_reach_the_user(client):
     missing = new_key("e2e_missing")
-    with pytest.raises(InferenceServerException, match=r"(?i)unable to open shared memory region.*" + missing.lstrip("/")):
+    with pytest.raises(
+        InferenceServerException, match=r"(?i)unable to open shared memory region.*" + missing.lstrip("/")
+    ):
         client.register_system_shared_memory("missing_" + client.protocol, missing, 64)
     with registered_region(client, 64, "e2e_small") as (h, name, _):
         with pytest.raises(InferenceServerException, match=r"(?i)(exceeds|invalid|size)"):
-            client.infer("simple", [shm_input(client, "INPUT0", [1, 16], "INT32", name, 64, offset=32),
-                                    shm_input(client, "INPUT1", [1, 16], "INT32", name, 64)])
+            client.infer(
+                "simple",
+                [
+                    shm_input(client, "INPUT0", [1, 16], "INT32", name, 64, offset=32),
+                    shm_input(client, "INPUT1", [1, 16], "INT32", name, 64),
+                ],
+            )
         with pytest.raises(InferenceServerException, match=r"(?i)(offset|exceeds|invalid)"):
-            client.infer("simple", [shm_input(client, "INPUT0", [1, 16], "INT32", name, 64, offset=128),
-                                    shm_input(client, "INPUT1", [1, 16], "INT32", name, 64)])
+            client.infer(
+                "simple",
+                [
+                    shm_input(client, "INPUT0", [1, 16], "INT32", name, 64, offset=128),
+                    shm_input(client, "INPUT1", [1, 16], "INT32", name, 64),
+                ],
+            )
     key = new_key("e2e_toolarge")
     handle = shm.create_shared_memory_region("toolarge", key, 64)
     try:
@@ -179,9 +219,14 @@ def test_two_clients_sharing_one_key_and_last_destroy_removes_it(triton):
             grpc_client.register_system_shared_memory("shared_again", key, 256)
         shm.set_shared_memory_region(first, [np.arange(16, dtype=np.int32), np.ones(16, np.int32)])
         for c, out_offset in ((http_client, 128), (grpc_client, 192)):
-            c.infer("simple", [shm_input(c, "INPUT0", [1, 16], "INT32", "shared", 64),
-                               shm_input(c, "INPUT1", [1, 16], "INT32", "shared", 64, offset=64)],
-                    outputs=[shm_output(c, "OUTPUT0", "shared", 64, offset=out_offset)])
+            c.infer(
+                "simple",
+                [
+                    shm_input(c, "INPUT0", [1, 16], "INT32", "shared", 64),
+                    shm_input(c, "INPUT1", [1, 16], "INT32", "shared", 64, offset=64),
+                ],
+                outputs=[shm_output(c, "OUTPUT0", "shared", 64, offset=out_offset)],
+            )
         expected = (np.arange(16) + 1).tolist()
         assert shm.get_contents_as_numpy(second, np.int32, [16], offset=128).tolist() == expected
         assert shm.get_contents_as_numpy(first, np.int32, [16], offset=192).tolist() == expected
@@ -198,7 +243,11 @@ def test_two_clients_sharing_one_key_and_last_destroy_removes_it(triton):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_demo_against_the_real_server(triton, protocol):
-    result = subprocess.run([sys.executable, "-m", "tritonshm.cli", "demo", "--url", triton[protocol], "--protocol", protocol],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tritonshm.cli", "demo", "--url", triton[protocol], "--protocol", protocol],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "15 +   3 =  18     15 -   3 =  12" in result.stdout and "PASS" in result.stdout

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tritonshm as shm
+
 from conftest import shm_path
 
 PY = sys.executable
@@ -31,9 +32,10 @@ needs_mount_namespace = pytest.mark.skipif(
 
 def in_small_dev_shm(code, size="1M"):
     """Runs Python `code` in a private mount namespace whose /dev/shm is a `size` tmpfs."""
-    script = f"mount -t tmpfs -o size={size} tmpfs /dev/shm && exec {PY} -c \"$0\""
-    return subprocess.run(["unshare", "-m", "sh", "-c", script, textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    script = f'mount -t tmpfs -o size={size} tmpfs /dev/shm && exec {PY} -c "$0"'
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 @needs_mount_namespace
@@ -164,7 +166,9 @@ def test_other_user_cannot_open_default_region(make_key):
         )
         result = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c", code, private, shared],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         assert f"DENIED 13 unable to open the shared memory region '{private}': Permission denied" in result.stdout
@@ -179,7 +183,9 @@ def test_region_shrunk_during_a_large_write_raises_instead_of_sigbus(make_key):
     size = 64 << 20
     handle = shm.create_shared_memory_region("n", key, size)
     data = np.ones(size, np.uint8)
-    shrinker = subprocess.Popen([PY, "-c", f"import os, time; time.sleep(0.05); os.truncate('/dev/shm/{key[1:]}', 4096)"])
+    shrinker = subprocess.Popen(
+        [PY, "-c", f"import os, time; time.sleep(0.05); os.truncate('/dev/shm/{key[1:]}', 4096)"]
+    )
     try:
         with pytest.raises(shm.SharedMemoryException, match="shrunk to 4096 bytes"):
             deadline = time.monotonic() + 30
@@ -228,7 +234,9 @@ def test_bytes_read_of_a_region_shrunk_meanwhile_raises_instead_of_sigbus(make_k
     key = make_key("bytes_shrunk")
     result = subprocess.run([PY, "-c", SHRINK_DURING_BYTES_READ, key], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
-    assert f"RAISED unable to read the shared memory region '{key}': the object was shrunk to 4096 bytes" in result.stdout
+    assert (
+        f"RAISED unable to read the shared memory region '{key}': the object was shrunk to 4096 bytes" in result.stdout
+    )
 
 
 def test_fault_in_the_source_array_is_not_blamed_on_the_region(make_key):
@@ -243,8 +251,9 @@ def test_fault_in_the_source_array_is_not_blamed_on_the_region(make_key):
         with pytest.raises(shm.SharedMemoryException) as info:
             shm.set_shared_memory_region(target, [view])
         message = str(info.value)
-        assert message.startswith(f"unable to set the shared memory region '{target_key}': the source data stopped "
-                                  "being readable"), message
+        assert message.startswith(
+            f"unable to set the shared memory region '{target_key}': the source data stopped being readable"
+        ), message
         assert "shrunk" not in message
         del view
         shm.set_shared_memory_region(target, [np.ones(16, np.uint8)])  # the target is fine

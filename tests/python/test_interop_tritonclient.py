@@ -6,6 +6,7 @@ import tritonclient.utils as tc_utils
 import tritonclient.utils.shared_memory as tc_shm
 
 import tritonshm as shm
+
 from conftest import shm_path
 
 
@@ -42,7 +43,9 @@ def test_we_read_and_write_region_created_by_tritonclient(make_key):
     n = len(tc_utils.serialize_byte_tensor(strings).item())
     assert shm.get_contents_as_numpy(ours, np.object_, [3]).tolist() == [b"alpha", b"", b"gamma"]
     assert shm.get_contents_as_numpy(ours, np.int16, [3], offset=n).tolist() == [0, 1, 2]
-    shm.set_shared_memory_region(ours, [shm.serialize_byte_tensor(np.array([b"from", b"us"], dtype=np.object_))], offset=256)
+    shm.set_shared_memory_region(
+        ours, [shm.serialize_byte_tensor(np.array([b"from", b"us"], dtype=np.object_))], offset=256
+    )
     shm.destroy_shared_memory_region(ours)
     assert shm_path(key).exists(), "we only attached: tritonclient's region stays"
     back = tc_shm.get_contents_as_numpy(theirs, np.object_, [2], offset=256)

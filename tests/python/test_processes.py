@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 
 import tritonshm as shm
+
 from conftest import shm_path
 
 
@@ -104,7 +105,9 @@ def test_region_created_by_child_that_exits_stays_for_attachers(make_key):
 
 def test_demo_prints_results_and_leaves_dev_shm_clean():
     before = set(os.listdir("/dev/shm"))
-    result = subprocess.run([sys.executable, "-m", "tritonshm.cli", "demo"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tritonshm.cli", "demo"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "15 +   3 =  18     15 -   3 =  12" in result.stdout
     assert "PASS" in result.stdout

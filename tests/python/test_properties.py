@@ -10,11 +10,24 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tritonshm as shm
+
 from conftest import new_key, shm_path
 
 SIZE = 4096
-DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.float16, np.float32, np.float64,
-          np.int64, np.uint64, np.complex128]
+DTYPES = [
+    np.bool_,
+    np.int8,
+    np.uint8,
+    np.int16,
+    np.uint16,
+    np.int32,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int64,
+    np.uint64,
+    np.complex128,
+]
 OFFSETS = st.one_of(
     st.integers(-16, SIZE + 16),
     st.sampled_from([-(2**63), 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70]),

@@ -8,10 +8,9 @@ ours starts with exactly what the reference says; our detail follows.
 
 import numpy as np
 import pytest
+import tritonclient.utils.shared_memory as reference  # noqa: E402  (a test extra)
 
 import tritonshm as shm
-
-import tritonclient.utils.shared_memory as reference  # noqa: E402  (a test extra)
 
 CREATE = "unable to create the shared memory region"
 SET = "unable to set the shared memory region"

@@ -59,7 +59,9 @@ def test_processes_and_threads_hammering_shared_and_private_keys():
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(p), json.dumps(shared_keys), new_key(f"stress_p{p}"), "4"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for p in range(3)
     ]

@@ -120,8 +120,21 @@ def test_bf16_errors():
 
 @pytest.mark.parametrize(
     "dtype",
-    [bool, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-     np.float16, np.float32, np.float64, np.object_],
+    [
+        bool,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.object_,
+    ],
 )
 def test_dtype_names_match_reference(dtype):
     name = reference.np_to_triton_dtype(dtype)

@@ -88,7 +88,7 @@ class SharedMemoryObject {
   std::string temporary_;  // the fallback's temporary name until published
   ObjectIdentity identity_;
   uint64_t size_ = 0;
-  pid_t owner_pid_ = 0;  // the process that published it; 0 if opened
+  pid_t owner_pid_ = 0;   // the process that published it; 0 if opened
   bool unnamed_ = false;  // an O_TMPFILE file awaiting linkat
 };
 

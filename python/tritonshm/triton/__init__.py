@@ -15,5 +15,4 @@ from .refusals import explain
 from .registration import register
 from .status import server_regions, shared_memory_status
 
-__all__ = ["AsyncSharedMemoryPool", "SharedMemoryPool", "explain", "register", "server_regions",
-           "shared_memory_status"]
+__all__ = ["AsyncSharedMemoryPool", "SharedMemoryPool", "explain", "register", "server_regions", "shared_memory_status"]

@@ -16,17 +16,30 @@ DEFAULT_PREFIX = "tritonshm"
 class PoolCore:
     """State without a client call in it: each pool makes the calls (sync or awaited)."""
 
-    def __init__(self, client: Any, capacity: int, max_capacity: Optional[int], region_size: Optional[int],
-                 prefix: str, alignment: int, headers: Optional[Dict[str, str]], mode: int, prefault: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        capacity: int,
+        max_capacity: Optional[int],
+        region_size: Optional[int],
+        prefix: str,
+        alignment: int,
+        headers: Optional[Dict[str, str]],
+        mode: int,
+        prefault: bool,
+    ) -> None:
         if not isinstance(capacity, int) or capacity <= 0:
-            raise SharedMemoryException(f"unable to lease shared memory: capacity must be a positive int, got {capacity!r}")
+            raise SharedMemoryException(
+                f"unable to lease shared memory: capacity must be a positive int, got {capacity!r}"
+            )
         self.client = client
         self.module, self.protocol = client_module(client)
         self.region_size = region_size or capacity
         self.max_capacity = max_capacity if max_capacity is not None else max(4 * capacity, capacity)
         if self.max_capacity < capacity:
             raise SharedMemoryException(
-                f"unable to lease shared memory: max_capacity {self.max_capacity} is below capacity {capacity}")
+                f"unable to lease shared memory: max_capacity {self.max_capacity} is below capacity {capacity}"
+            )
         self.arena = _core.Arena(prefix, self.max_capacity, alignment, mode, prefault)
         self.headers = dict(headers) if headers else None
         self.registered: List[str] = []  # names this pool registered, and only those

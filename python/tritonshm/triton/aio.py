@@ -21,8 +21,12 @@ def _unlink_unclosed(arena: Any, registered: list) -> None:
     # Collected without `await close()`: nothing can be awaited here, so the
     # server keeps its mapping until it exits; the names at least go.
     if registered:
-        warnings.warn(f"AsyncSharedMemoryPool collected without close(): regions {registered} stay registered "
-                      "with the server until it exits", ResourceWarning, stacklevel=1)
+        warnings.warn(
+            f"AsyncSharedMemoryPool collected without close(): regions {registered} stay registered "
+            "with the server until it exits",
+            ResourceWarning,
+            stacklevel=1,
+        )
     arena.close()
 
 
@@ -32,9 +36,19 @@ class AsyncSharedMemoryPool:
     and ``await pool.close()``. Safe for many concurrent requests on one event
     loop (and across threads)."""
 
-    def __init__(self, client: Any, capacity: int, *, max_capacity: Optional[int] = None,
-                 region_size: Optional[int] = None, prefix: str = DEFAULT_PREFIX, alignment: int = 64,
-                 headers: Optional[Dict[str, str]] = None, mode: int = 0o600, prefault: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        capacity: int,
+        *,
+        max_capacity: Optional[int] = None,
+        region_size: Optional[int] = None,
+        prefix: str = DEFAULT_PREFIX,
+        alignment: int = 64,
+        headers: Optional[Dict[str, str]] = None,
+        mode: int = 0o600,
+        prefault: bool = False,
+    ) -> None:
         self._core = PoolCore(client, capacity, max_capacity, region_size, prefix, alignment, headers, mode, prefault)
         self._initial = capacity
         self._grow_lock: Optional[asyncio.Lock] = None
@@ -75,9 +89,13 @@ class AsyncSharedMemoryPool:
             await core.client.register_system_shared_memory(name, key, byte_size, headers=core.headers)
         except Exception as error:
             # Explained while the region still exists: whether it does is the clue.
-            refusal = server_refusal(error, f"unable to register shared memory region '{name}' (key '{key}', "
-                                            f"{byte_size} bytes)", key=key, region_size=byte_size,
-                                     registered_size=byte_size)
+            refusal = server_refusal(
+                error,
+                f"unable to register shared memory region '{name}' (key '{key}', {byte_size} bytes)",
+                key=key,
+                region_size=byte_size,
+                registered_size=byte_size,
+            )
             core.arena.remove_region(name)
             raise refusal from error
         core.registered.append(name)
@@ -93,10 +111,17 @@ class AsyncSharedMemoryPool:
                 core.models[key] = None
         return core.models[key]
 
-    async def infer_async(self, model_name: str, inputs: Mapping[str, np.ndarray],
-                          outputs: Optional[Sequence[str]] = None, *, copy: bool = True,
-                          output_sizes: Optional[Mapping[str, int]] = None, model_version: str = "",
-                          **kwargs: Any) -> Dict[str, np.ndarray]:
+    async def infer_async(
+        self,
+        model_name: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Optional[Sequence[str]] = None,
+        *,
+        copy: bool = True,
+        output_sizes: Optional[Mapping[str, int]] = None,
+        model_version: str = "",
+        **kwargs: Any,
+    ) -> Dict[str, np.ndarray]:
         """SharedMemoryPool.infer, awaited."""
         core = self._core
         sizes = output_sizes or {}
@@ -107,12 +132,17 @@ class AsyncSharedMemoryPool:
         try:
             plan.write(lease)
             try:
-                result = await core.client.infer(model_name, plan.infer_inputs(core.module, lease),
-                                                 outputs=plan.requested_outputs(core.module, core.protocol, lease),
-                                                 model_version=model_version, **kwargs)
+                result = await core.client.infer(
+                    model_name,
+                    plan.infer_inputs(core.module, lease),
+                    outputs=plan.requested_outputs(core.module, core.protocol, lease),
+                    model_version=model_version,
+                    **kwargs,
+                )
             except Exception as error:
-                raise server_refusal(error, f"inference of model '{model_name}' through shared memory failed") \
-                    from error
+                raise server_refusal(
+                    error, f"inference of model '{model_name}' through shared memory failed"
+                ) from error
             return plan.results(result, lease, copy)
         finally:
             if copy:

@@ -34,9 +34,19 @@ class SharedMemoryPool:
     interpreter exits. Thread-safe.
     """
 
-    def __init__(self, client: Any, capacity: int, *, max_capacity: Optional[int] = None,
-                 region_size: Optional[int] = None, prefix: str = DEFAULT_PREFIX, alignment: int = 64,
-                 headers: Optional[Dict[str, str]] = None, mode: int = 0o600, prefault: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        capacity: int,
+        *,
+        max_capacity: Optional[int] = None,
+        region_size: Optional[int] = None,
+        prefix: str = DEFAULT_PREFIX,
+        alignment: int = 64,
+        headers: Optional[Dict[str, str]] = None,
+        mode: int = 0o600,
+        prefault: bool = False,
+    ) -> None:
         self._core = PoolCore(client, capacity, max_capacity, region_size, prefix, alignment, headers, mode, prefault)
         core = self._core
         self._close = weakref.finalize(self, close_quietly, core.client, core.arena, core.registered, core.headers)
@@ -71,9 +81,13 @@ class SharedMemoryPool:
             core.client.register_system_shared_memory(name, key, byte_size, headers=core.headers)
         except Exception as error:
             # Explained while the region still exists: whether it does is the clue.
-            refusal = server_refusal(error, f"unable to register shared memory region '{name}' (key '{key}', "
-                                            f"{byte_size} bytes)", key=key, region_size=byte_size,
-                                     registered_size=byte_size)
+            refusal = server_refusal(
+                error,
+                f"unable to register shared memory region '{name}' (key '{key}', {byte_size} bytes)",
+                key=key,
+                region_size=byte_size,
+                registered_size=byte_size,
+            )
             core.arena.remove_region(name)
             raise refusal from error
         core.registered.append(name)
@@ -92,9 +106,18 @@ class SharedMemoryPool:
                 core.models[key] = None
         return core.models[key]
 
-    def infer(self, model_name: str, inputs: Mapping[str, np.ndarray], outputs: Optional[Sequence[str]] = None, *,
-              copy: bool = True, output_sizes: Optional[Mapping[str, int]] = None, model_version: str = "",
-              client: Any = None, **kwargs: Any) -> Dict[str, np.ndarray]:
+    def infer(
+        self,
+        model_name: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Optional[Sequence[str]] = None,
+        *,
+        copy: bool = True,
+        output_sizes: Optional[Mapping[str, int]] = None,
+        model_version: str = "",
+        client: Any = None,
+        **kwargs: Any,
+    ) -> Dict[str, np.ndarray]:
         """Runs one inference with its inputs, and its outputs where their size
         is known, in one lease of the pool.
 
@@ -123,12 +146,17 @@ class SharedMemoryPool:
         try:
             plan.write(lease)
             try:
-                result = (client or core.client).infer(model_name, plan.infer_inputs(core.module, lease),
-                                           outputs=plan.requested_outputs(core.module, core.protocol, lease),
-                                           model_version=model_version, **kwargs)
+                result = (client or core.client).infer(
+                    model_name,
+                    plan.infer_inputs(core.module, lease),
+                    outputs=plan.requested_outputs(core.module, core.protocol, lease),
+                    model_version=model_version,
+                    **kwargs,
+                )
             except Exception as error:
-                raise server_refusal(error, f"inference of model '{model_name}' through shared memory failed") \
-                    from error
+                raise server_refusal(
+                    error, f"inference of model '{model_name}' through shared memory failed"
+                ) from error
             return plan.results(result, lease, copy)
         finally:
             if copy:

@@ -21,8 +21,13 @@ def _exists_here(key: str) -> bool:
     return os.path.exists("/dev/shm/" + key.lstrip("/"))
 
 
-def explain(error: BaseException, *, key: Optional[str] = None, region_size: Optional[int] = None,
-            registered_size: Optional[int] = None) -> Optional[str]:
+def explain(
+    error: BaseException,
+    *,
+    key: Optional[str] = None,
+    region_size: Optional[int] = None,
+    registered_size: Optional[int] = None,
+) -> Optional[str]:
     """The explanation of a server's refusal, or None if it is not one we know.
 
     `key`, `region_size` and `registered_size` describe the region the failed
@@ -33,34 +38,48 @@ def explain(error: BaseException, *, key: Optional[str] = None, region_size: Opt
         quoted = re.search(r"region: '([^']*)'", text)
         missing = key or (quoted.group(1) if quoted else None)
         if missing and _exists_here(missing):
-            return (f"the server cannot open shared memory key '{missing}', which exists on this host: the client and "
-                    "the server are in different IPC namespaces (a container started without --ipc=host). Start the "
-                    "server's container with --ipc=host, or mount the same /dev/shm into both (a shared volume).")
-        return (f"the server cannot open shared memory key '{missing}', and it does not exist on this host either: "
-                "create the region before registering it, and check that the key is spelled the same.")
+            return (
+                f"the server cannot open shared memory key '{missing}', which exists on this host: the client and "
+                "the server are in different IPC namespaces (a container started without --ipc=host). Start the "
+                "server's container with --ipc=host, or mount the same /dev/shm into both (a shared volume)."
+            )
+        return (
+            f"the server cannot open shared memory key '{missing}', and it does not exist on this host either: "
+            "create the region before registering it, and check that the key is spelled the same."
+        )
     if "client shared memory is disabled" in lowered or "allow-client-shm" in lowered:
-        return ("the server refuses client shared memory: start tritonserver with --allow-client-shm=true "
-                "(off by default since Triton 2.69).")
+        return (
+            "the server refuses client shared memory: start tritonserver with --allow-client-shm=true "
+            "(off by default since Triton 2.69)."
+        )
     if "403" in text or "is restricted" in lowered or "access-token" in lowered:
         expected = re.search(r"expecting header '([^']+)'", text)
         header = expected.group(1) if expected else "triton-access-token"
-        return ("the server puts its shared-memory API behind an access token (PyTriton and hardened servers do): "
-                f"pass it, e.g. headers={{'{header}': TOKEN}} to the pool, or open the 'shared-memory' endpoint "
-                "(tritonserver --http-restricted-api / --grpc-restricted-protocol).")
+        return (
+            "the server puts its shared-memory API behind an access token (PyTriton and hardened servers do): "
+            f"pass it, e.g. headers={{'{header}': TOKEN}} to the pool, or open the 'shared-memory' endpoint "
+            "(tritonserver --http-restricted-api / --grpc-restricted-protocol)."
+        )
     if "invalid args" in lowered and ("register" in lowered or registered_size is not None):
         sizes = ""
         if region_size is not None and registered_size is not None:
             sizes = f" (the region holds {region_size} bytes, the registration asked for {registered_size})"
-        return (f"the server refused the registration: the region is smaller than the registration{sizes}, or the "
-                "offset is not a multiple of the page size.")
+        return (
+            f"the server refused the registration: the region is smaller than the registration{sizes}, or the "
+            "offset is not a multiple of the page size."
+        )
     match = re.search(r"output '([^']*)' \((\d+) bytes\) should be at least (\d+) bytes", text)
     if match:
         name, given, needed = match.group(1), int(match.group(2)), int(match.group(3))
-        return (f"the output slot for '{name}' holds {given} bytes and the result needs {needed}: give "
-                f"output_sizes={{'{name}': {needed}}} (or more), or let the output come back in the response.")
+        return (
+            f"the output slot for '{name}' holds {given} bytes and the result needs {needed}: give "
+            f"output_sizes={{'{name}': {needed}}} (or more), or let the output come back in the response."
+        )
     if "already in manager" in lowered:
-        return ("a region of this name is already registered with the server (by this or another client): names "
-                "must be unique per server; the pool makes its own unique ones.")
+        return (
+            "a region of this name is already registered with the server (by this or another client): names "
+            "must be unique per server; the pool makes its own unique ones."
+        )
     return None
 
 

@@ -11,8 +11,14 @@ from .refusals import server_refusal
 __all__ = ["register"]
 
 
-def register(client: Any, shm_handle: SharedMemoryRegion, *, byte_size: Optional[int] = None, offset: int = 0,
-             headers: Optional[Dict[str, str]] = None) -> str:
+def register(
+    client: Any,
+    shm_handle: SharedMemoryRegion,
+    *,
+    byte_size: Optional[int] = None,
+    offset: int = 0,
+    headers: Optional[Dict[str, str]] = None,
+) -> str:
     """Registers the region of ``shm_handle`` with the server under its
     ``triton_shm_name`` (``byte_size`` defaults to the whole region) and returns
     the name. A refusal raises a SharedMemoryException that says why and how
@@ -22,7 +28,11 @@ def register(client: Any, shm_handle: SharedMemoryRegion, *, byte_size: Optional
     try:
         client.register_system_shared_memory(name, key, size, offset=offset, headers=headers)
     except Exception as error:
-        raise server_refusal(error, f"unable to register shared memory region '{name}' (key '{key}', {size} bytes "
-                                    f"at offset {offset})", key=key, region_size=shm_handle.byte_size,
-                             registered_size=offset + size) from error
+        raise server_refusal(
+            error,
+            f"unable to register shared memory region '{name}' (key '{key}', {size} bytes at offset {offset})",
+            key=key,
+            region_size=shm_handle.byte_size,
+            registered_size=offset + size,
+        ) from error
     return name

@@ -33,7 +33,9 @@ def client_module(client: Any) -> Tuple[Any, str]:
         import tritonclient.http as http
 
         return http, "http"
-    raise SharedMemoryException(f"expected a tritonclient.http or tritonclient.grpc client, got {type(client).__name__}")
+    raise SharedMemoryException(
+        f"expected a tritonclient.http or tritonclient.grpc client, got {type(client).__name__}"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,14 @@ class RequestPlan:
     requested_names: Optional[List[str]] = field(default=None)
 
     @classmethod
-    def make(cls, inputs: Mapping[str, Any], outputs: Optional[Sequence[str]], model: Optional[ModelOutputs],
-             output_sizes: Mapping[str, int], alignment: int) -> "RequestPlan":
+    def make(
+        cls,
+        inputs: Mapping[str, Any],
+        outputs: Optional[Sequence[str]],
+        model: Optional[ModelOutputs],
+        output_sizes: Mapping[str, int],
+        alignment: int,
+    ) -> "RequestPlan":
         if not isinstance(inputs, Mapping) or not inputs:
             raise SharedMemoryException("inputs must be a non-empty dict of input name to numpy array")
         planned: List[_Input] = []
@@ -147,8 +155,11 @@ class RequestPlan:
             return None  # the server returns every output in the response
         made = []
         for out in self.outputs:
-            requested = (module.InferRequestedOutput(out.name, binary_data=True) if protocol == "http"
-                         else module.InferRequestedOutput(out.name))
+            requested = (
+                module.InferRequestedOutput(out.name, binary_data=True)
+                if protocol == "http"
+                else module.InferRequestedOutput(out.name)
+            )
             if out.nbytes is not None:
                 requested.set_shared_memory(lease.name, max(out.nbytes, 1), offset=lease.offset + out.offset)
             made.append(requested)

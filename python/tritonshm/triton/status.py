@@ -14,10 +14,19 @@ def server_regions(client: Any, headers: Optional[Dict[str, str]] = None) -> Lis
     if type(client).__module__.startswith("tritonclient.grpc"):
         status = client.get_system_shared_memory_status(headers=headers, as_json=True)
         regions = status.get("regions", {}).values()
-        return [{"name": r["name"], "key": r["key"], "offset": int(r.get("offset", 0)),
-                 "byte_size": int(r.get("byteSize", r.get("byte_size", 0)))} for r in regions]
-    return [{"name": r["name"], "key": r["key"], "offset": int(r.get("offset", 0)), "byte_size": int(r["byte_size"])}
-            for r in client.get_system_shared_memory_status(headers=headers)]
+        return [
+            {
+                "name": r["name"],
+                "key": r["key"],
+                "offset": int(r.get("offset", 0)),
+                "byte_size": int(r.get("byteSize", r.get("byte_size", 0))),
+            }
+            for r in regions
+        ]
+    return [
+        {"name": r["name"], "key": r["key"], "offset": int(r.get("offset", 0)), "byte_size": int(r["byte_size"])}
+        for r in client.get_system_shared_memory_status(headers=headers)
+    ]
 
 
 def shared_memory_status(client: Any, headers: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
@@ -38,11 +47,28 @@ def shared_memory_status(client: Any, headers: Optional[Dict[str, str]] = None) 
         seen.add(key)
         needed = region["offset"] + region["byte_size"]
         state = "gone_locally" if info is None else ("too_small" if info.size < needed else "registered")
-        rows.append(dict(region, key=key, state=state, local_size=None if info is None else info.size,
-                         mapped_by=[] if info is None else list(info.mapped_by),
-                         foreign=False if info is None else info.foreign))
+        rows.append(
+            dict(
+                region,
+                key=key,
+                state=state,
+                local_size=None if info is None else info.size,
+                mapped_by=[] if info is None else list(info.mapped_by),
+                foreign=False if info is None else info.foreign,
+            )
+        )
     for key, info in local.items():
         if key not in seen:
-            rows.append({"name": None, "key": key, "offset": None, "byte_size": None, "state": "not_registered",
-                         "local_size": info.size, "mapped_by": list(info.mapped_by), "foreign": info.foreign})
+            rows.append(
+                {
+                    "name": None,
+                    "key": key,
+                    "offset": None,
+                    "byte_size": None,
+                    "state": "not_registered",
+                    "local_size": info.size,
+                    "mapped_by": list(info.mapped_by),
+                    "foreign": info.foreign,
+                }
+            )
     return rows
