@@ -99,6 +99,15 @@ COLORS = {
 }
 
 
+TRITON_COLORS = {
+    "tritonshm": "tab:blue",
+    "http binary (a)": "tab:orange",
+    "grpc (b)": "tab:red",
+    "shm per request (c)": "tab:green",
+    "shm reused by hand (d)": "tab:purple",
+}
+
+
 def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
     """Per-request latency against a real Triton server, by input size."""
     triton_rows = [r for r in rows if r["case"] == "triton_infer"]
@@ -122,7 +131,7 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
             [p[1] for p in points],
             marker="o",
             label=name,
-            color="tab:blue" if name == "tritonshm" else None,
+            color=TRITON_COLORS.get(name),
             linewidth=2.5 if name == "tritonshm" else 1.2,
         )
     ax.set_xscale("log", base=2)

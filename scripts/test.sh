@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: installs what is missing, then runs every
 # test. .ci/run calls it. Stages:
+#   0. style and types: ruff (lint, format), clang-format, mypy on the package
 #   1. C++ tests (GoogleTest via CTest)
 #   2. the same C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. libFuzzer on the BYTES and BF16 decoders, bounded in time (clang)
@@ -11,7 +12,7 @@
 source "$(dirname "$0")/common.sh"
 FUZZ_SECONDS="${TRITONSHM_FUZZ_SECONDS:-20}"
 
-ensure_apt g++:g++ libgtest-dev:/usr/include/gtest/gtest.h clang:clang++ \
+ensure_apt g++:g++ libgtest-dev:/usr/include/gtest/gtest.h clang:clang++ clang-format:clang-format \
   util-linux:unshare util-linux:setpriv
 # libFuzzer's runtime comes with clang's compiler-rt package of the same version.
 if ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
@@ -22,6 +23,13 @@ ensure_venv
 "$VENV/bin/python" -m pip install -q cmake ninja 2>&1 | grep -v '^WARNING: Location' || true
 export PATH="$VENV/bin:$PATH"
 install_package test
+
+log "0. style and types (ruff, clang-format, mypy); fails on a violation"
+cd "$ROOT"
+"$VENV/bin/python" -m ruff check .
+"$VENV/bin/python" -m ruff format --check .
+git ls-files -co --exclude-standard '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+"$VENV/bin/python" -m mypy
 
 log "1. C++ tests (GoogleTest via CTest)"
 cmake -S "$ROOT" -B "$ROOT/build-tests" -G Ninja -DTRITONSHM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

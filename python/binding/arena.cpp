@@ -87,7 +87,9 @@ void bind_arena(nb::module_& m) {
       .def("release", &Lease::release)
       .def("write", &write_array, nb::arg("offset"), nb::arg("array"))
       .def("write_bytes", &write_bytes, nb::arg("offset"), nb::arg("tensor"))
-      .def("read", &read, nb::arg("offset"), nb::arg("datatype"), nb::arg("shape"), nb::arg("copy"));
+      .def("read", &read, nb::arg("offset"), nb::arg("datatype"), nb::arg("shape"), nb::arg("copy"),
+           nb::sig("def read(self, offset: int, datatype: object, shape: object, copy: bool) -> "
+                   "numpy.typing.NDArray[typing.Any]"));
 
   nb::class_<Arena>(m, "Arena", "Regions with keys unique to this process, handing out aligned leases.")
       .def(

@@ -99,10 +99,12 @@ std::vector<std::tuple<std::string, std::string, std::size_t>> data_type_table()
 
 void bind_codecs(nb::module_& m) {
   m.def("serialize_bytes", &serialize_bytes_tensor);
-  m.def("deserialize_bytes", &deserialize_bytes_tensor);
+  m.def("deserialize_bytes", &deserialize_bytes_tensor,
+        nb::sig("def deserialize_bytes(arg: object, /) -> numpy.typing.NDArray[typing.Any]"));
   m.def("serialized_byte_size", &serialized_byte_size);
   m.def("serialize_bf16", &serialize_bf16_tensor);
-  m.def("deserialize_bf16", &deserialize_bf16_tensor);
+  m.def("deserialize_bf16", &deserialize_bf16_tensor,
+        nb::sig("def deserialize_bf16(arg: object, /) -> numpy.typing.NDArray[typing.Any]"));
   m.def("data_types", &data_type_table);
 }
 

@@ -2,6 +2,10 @@
 // the translation of the core's SharedMemoryError into it.
 #include "binding.hpp"
 
+#include <nanobind/stl/string.h>
+
+#include <string>
+
 namespace tritonshm::binding {
 namespace {
 
@@ -18,7 +22,11 @@ void bind_errors(nb::module_& m) {
       "('unable to create the shared memory region', 'unable to set the shared memory region', ...)\n"
       "and goes on with the key, the sizes or offset involved and, for OS failures, the OS error.\n"
       "``errno`` holds the OS error number, or 0 when the failure is not an OS error.";
-  g_exception = PyErr_NewException("tritonshm.SharedMemoryException", PyExc_Exception, namespace_.ptr());
+  // Qualified by the module's own name, so that the stub generator (which
+  // imports the module as "_core") types it; tritonshm/__init__.py shows it as
+  // tritonshm.SharedMemoryException.
+  const std::string name = nb::cast<std::string>(m.attr("__name__")) + ".SharedMemoryException";
+  g_exception = PyErr_NewException(name.c_str(), PyExc_Exception, namespace_.ptr());
   if (g_exception == nullptr) throw nb::python_error();
   m.attr("SharedMemoryException") = nb::handle(g_exception);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {

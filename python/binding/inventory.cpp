@@ -40,14 +40,17 @@ void bind_inventory(nb::module_& m) {
       .def_ro("kept", &GarbageReport::kept)
       .def_prop_ro("uninspected", [](const GarbageReport& r) { return pids(r.uninspected); });
 
-  m.def("list_regions", [] {
-    Inventory inventory;
-    {
-      nb::gil_scoped_release release;
-      inventory = list_regions();
-    }
-    return nb::make_tuple(inventory.regions, pids(inventory.uninspected));
-  });
+  m.def(
+      "list_regions",
+      [] {
+        Inventory inventory;
+        {
+          nb::gil_scoped_release release;
+          inventory = list_regions();
+        }
+        return nb::make_tuple(inventory.regions, pids(inventory.uninspected));
+      },
+      nb::sig("def list_regions() -> tuple[list[RegionInfo], list[int]]"));
   m.def(
       "region_info",
       [](const std::string& key) {

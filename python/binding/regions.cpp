@@ -196,7 +196,9 @@ void bind_regions(nb::module_& m) {
   m.def("set_region", &set_region, nb::arg("shm_handle").none(), nb::arg("input_values").none(),
         nb::arg("offset").none());
   m.def("get_contents", &get_contents, nb::arg("shm_handle").none(), nb::arg("datatype").none(),
-        nb::arg("shape").none(), nb::arg("offset").none());
+        nb::arg("shape").none(), nb::arg("offset").none(),
+        nb::sig("def get_contents(shm_handle: object, datatype: object, shape: object, offset: object) -> "
+                "numpy.typing.NDArray[typing.Any]"));
   m.def("destroy_region", &destroy_region, nb::arg("shm_handle").none());
   m.def("mapped_keys", &mapped_shared_memory_regions);
 }

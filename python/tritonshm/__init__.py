@@ -25,6 +25,8 @@ from .tensor import (
     triton_to_np_dtype,
 )
 
+SharedMemoryException.__module__ = "tritonshm"  # as tracebacks and reprs show it
+
 __version__ = "0.1.0"
 
 __all__ = [

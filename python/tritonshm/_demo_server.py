@@ -15,6 +15,7 @@ import sys
 from typing import Any, Dict
 
 import numpy as np
+import numpy.typing as npt
 
 try:  # the shm_open binding of CPython's multiprocessing.shared_memory, without its resource tracker
     import _posixshmem
@@ -46,7 +47,7 @@ class RegisteredRegion:
         return slice(start, start + byte_size)
 
 
-def _add_sub(inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def _add_sub(inputs: Dict[str, npt.NDArray[Any]]) -> Dict[str, npt.NDArray[Any]]:
     return {"OUTPUT0": inputs["INPUT0"] + inputs["INPUT1"], "OUTPUT1": inputs["INPUT0"] - inputs["INPUT1"]}
 
 

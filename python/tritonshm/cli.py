@@ -38,10 +38,11 @@ def _parse_mode(text: str) -> int:
 
 
 def _human_size(n: int) -> str:
+    value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
     return str(n)
 
 
@@ -328,7 +329,10 @@ EXAMPLES = {
 def add_subcommand(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand whose --help ends with examples."""
     epilog = "examples:\n" + "\n".join("  " + line for line in EXAMPLES.get(name, []))
-    return sub.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
+    )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,9 +13,10 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 import tritonshm as shm
 
@@ -41,7 +42,7 @@ class EmbeddedServer:
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"demo server exited with code {self.process.wait()}")
-        reply = json.loads(line)
+        reply: Dict[str, Any] = json.loads(line)
         if not reply.pop("ok"):
             raise RuntimeError(f"demo server: {reply['error']}")
         return reply
@@ -52,7 +53,7 @@ class EmbeddedServer:
     def unregister(self, name: str) -> None:
         self.call(op="unregister", name=name)
 
-    def infer(self, inputs: list, outputs: list) -> None:
+    def infer(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
         self.call(op="infer", inputs=inputs, outputs=outputs)
 
     def close(self) -> None:
@@ -85,7 +86,7 @@ class TritonServer:
     def unregister(self, name: str) -> None:
         self.client.unregister_system_shared_memory(name)
 
-    def infer(self, inputs: list, outputs: list) -> None:
+    def infer(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
         from tritonshm import np_to_triton_dtype
 
         infer_inputs = []
@@ -109,7 +110,9 @@ class TritonServer:
         self.client.close()
 
 
-def run_add_sub(server: Any, tag: Optional[str] = None, verbose: bool = True, shm: Any = shm) -> Dict[str, np.ndarray]:
+def run_add_sub(
+    server: Any, tag: Optional[str] = None, verbose: bool = True, shm: Any = shm
+) -> Dict[str, npt.NDArray[Any]]:
     """One add/sub request through shared memory; returns the outputs (copies).
     `shm` is the client library: tritonshm, or tritonclient.utils.shared_memory
     for comparison (the benchmarks run both)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, List, Sequence
 
-import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._core import SharedMemoryException
@@ -82,7 +82,7 @@ def create_shared_memory_region(
 
 
 def set_shared_memory_region(
-    shm_handle: SharedMemoryRegion, input_values: Sequence[np.ndarray], offset: int = 0
+    shm_handle: SharedMemoryRegion, input_values: Sequence[npt.NDArray[Any]], offset: int = 0
 ) -> None:
     """Copy the contents of the numpy array into the system shared memory region.
 
@@ -99,7 +99,7 @@ def set_shared_memory_region(
 
 def get_contents_as_numpy(
     shm_handle: SharedMemoryRegion, datatype: Any, shape: Sequence[int], offset: int = 0
-) -> np.ndarray:
+) -> npt.NDArray[Any]:
     """Generates a numpy array using the data stored in the system shared memory region specified with the handle.
 
     For a fixed-size ``datatype`` the result is a zero-copy, writable view of

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._core import SharedMemoryException
@@ -21,7 +22,7 @@ __all__ = [
 ]
 
 
-def _object_scalar(data: bytes) -> np.ndarray:
+def _object_scalar(data: bytes) -> npt.NDArray[Any]:
     result = np.empty((), dtype=np.object_)
     result[()] = data
     return result
@@ -34,7 +35,7 @@ def _bytes_like(encoded: Any) -> Any:
     return encoded
 
 
-def serialize_byte_tensor(input_tensor: np.ndarray) -> np.ndarray:
+def serialize_byte_tensor(input_tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Serializes a bytes tensor (np.object_ or np.bytes_) into Triton's BYTES
     format: a 0-d np.object_ array holding the bytes. Elements that are not
     ``bytes`` are taken as ``str(element).encode("utf-8")``."""
@@ -49,12 +50,12 @@ def serialize_byte_tensor(input_tensor: np.ndarray) -> np.ndarray:
     return _object_scalar(_core.serialize_bytes(np.ascontiguousarray(input_tensor)))
 
 
-def deserialize_bytes_tensor(encoded_tensor: Any) -> np.ndarray:
+def deserialize_bytes_tensor(encoded_tensor: Any) -> npt.NDArray[Any]:
     """Deserializes Triton's BYTES format into a 1-D np.object_ array of bytes."""
     return _core.deserialize_bytes(_bytes_like(encoded_tensor))
 
 
-def serialized_byte_size(tensor_value: np.ndarray) -> int:
+def serialized_byte_size(tensor_value: npt.NDArray[Any]) -> int:
     """The number of bytes held by the elements of an np.object_ array."""
     if not isinstance(tensor_value, np.ndarray) or tensor_value.dtype != np.object_:
         raise SharedMemoryException("The tensor_value dtype must be np.object_")
@@ -63,7 +64,7 @@ def serialized_byte_size(tensor_value: np.ndarray) -> int:
     return _core.serialized_byte_size(np.ascontiguousarray(tensor_value))
 
 
-def serialize_bf16_tensor(input_tensor: np.ndarray) -> np.ndarray:
+def serialize_bf16_tensor(input_tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Serializes a float32 tensor to BF16 (upper 16 bits of each value, as
     tritonclient does): a 0-d np.object_ array holding the bytes."""
     if not isinstance(input_tensor, np.ndarray):
@@ -79,7 +80,7 @@ def serialize_bf16_tensor(input_tensor: np.ndarray) -> np.ndarray:
     return _object_scalar(_core.serialize_bf16(np.ascontiguousarray(input_tensor)))
 
 
-def deserialize_bf16_tensor(encoded_tensor: Any) -> np.ndarray:
+def deserialize_bf16_tensor(encoded_tensor: Any) -> npt.NDArray[Any]:
     """Deserializes BF16 bytes into a 1-D float32 array."""
     return _core.deserialize_bf16(_bytes_like(encoded_tensor))
 

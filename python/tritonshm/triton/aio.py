@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import warnings
 import weakref
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
+import numpy.typing as npt
 
 from .._core import SharedMemoryException
 from ._lifecycle import DEFAULT_PREFIX, PoolCore
@@ -17,7 +17,7 @@ from .request import RequestPlan, parse_model_config
 __all__ = ["AsyncSharedMemoryPool"]
 
 
-def _unlink_unclosed(arena: Any, registered: list) -> None:
+def _unlink_unclosed(arena: Any, registered: List[str]) -> None:
     # Collected without `await close()`: nothing can be awaited here, so the
     # server keeps its mapping until it exits; the names at least go.
     if registered:
@@ -114,14 +114,14 @@ class AsyncSharedMemoryPool:
     async def infer_async(
         self,
         model_name: str,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Mapping[str, npt.NDArray[Any]],
         outputs: Optional[Sequence[str]] = None,
         *,
         copy: bool = True,
         output_sizes: Optional[Mapping[str, int]] = None,
         model_version: str = "",
         **kwargs: Any,
-    ) -> Dict[str, np.ndarray]:
+    ) -> Dict[str, npt.NDArray[Any]]:
         """SharedMemoryPool.infer, awaited."""
         core = self._core
         sizes = output_sizes or {}
@@ -157,7 +157,7 @@ class AsyncSharedMemoryPool:
         return self._core.arena.leased_bytes
 
     @property
-    def region_names(self) -> list:
+    def region_names(self) -> List[str]:
         return list(self._core.registered)
 
     @property

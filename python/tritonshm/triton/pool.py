@@ -4,9 +4,9 @@ through it."""
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
+import numpy.typing as npt
 
 from .._core import SharedMemoryException
 from ._lifecycle import DEFAULT_PREFIX, PoolCore, close_quietly
@@ -109,7 +109,7 @@ class SharedMemoryPool:
     def infer(
         self,
         model_name: str,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Mapping[str, npt.NDArray[Any]],
         outputs: Optional[Sequence[str]] = None,
         *,
         copy: bool = True,
@@ -117,7 +117,7 @@ class SharedMemoryPool:
         model_version: str = "",
         client: Any = None,
         **kwargs: Any,
-    ) -> Dict[str, np.ndarray]:
+    ) -> Dict[str, npt.NDArray[Any]]:
         """Runs one inference with its inputs, and its outputs where their size
         is known, in one lease of the pool.
 
@@ -177,7 +177,7 @@ class SharedMemoryPool:
         return self._core.arena.lease_count
 
     @property
-    def region_names(self) -> list:
+    def region_names(self) -> List[str]:
         """The names this pool registered with the server."""
         return list(self._core.registered)
 

@@ -35,4 +35,4 @@ def register(
             region_size=shm_handle.byte_size,
             registered_size=offset + size,
         ) from error
-    return name
+    return str(name)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _core
 from .._core import SharedMemoryException
@@ -165,8 +166,8 @@ class RequestPlan:
             made.append(requested)
         return made
 
-    def results(self, result: Any, lease: Any, copy: bool) -> Dict[str, np.ndarray]:
-        arrays: Dict[str, np.ndarray] = {}
+    def results(self, result: Any, lease: Any, copy: bool) -> Dict[str, npt.NDArray[Any]]:
+        arrays: Dict[str, npt.NDArray[Any]] = {}
         in_lease = {out.name: out for out in self.outputs if out.nbytes is not None}
         names = [out.name for out in self.outputs] if self.requested_names is not None else _output_names(result)
         for name in names:
