@@ -37,7 +37,7 @@ uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::str
   return value;
 }
 
-Buffer::Buffer(PyObject* obj, Operation op, std::string_view key) {
+Buffer::Buffer(PyObject* obj, Operation op, std::string_view key, nb::object keep) : keep_(std::move(keep)) {
   if (PyArray_Check(obj) && PyArray_IS_C_CONTIGUOUS(reinterpret_cast<PyArrayObject*>(obj))) {
     auto* arr = reinterpret_cast<PyArrayObject*>(obj);
     owner_ = nb::borrow(obj);
@@ -54,7 +54,11 @@ Buffer::Buffer(PyObject* obj, Operation op, std::string_view key) {
 }
 
 Buffer::Buffer(Buffer&& other) noexcept
-    : owner_(std::move(other.owner_)), view_(other.view_), has_view_(other.has_view_), bytes_(other.bytes_) {
+    : owner_(std::move(other.owner_)),
+      keep_(std::move(other.keep_)),
+      view_(other.view_),
+      has_view_(other.has_view_),
+      bytes_(other.bytes_) {
   other.has_view_ = false;
 }
 

@@ -24,7 +24,8 @@ uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::str
 // C-contiguous buffer.
 class Buffer {
  public:
-  Buffer(PyObject* obj, Operation op, std::string_view key);
+  // `keep` (if given) is held too: an object the buffer's owner depends on.
+  Buffer(PyObject* obj, Operation op, std::string_view key, nb::object keep = {});
   Buffer(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -33,6 +34,7 @@ class Buffer {
 
  private:
   nb::object owner_;
+  nb::object keep_;
   Py_buffer view_{};
   bool has_view_ = false;
   std::span<const std::byte> bytes_;

@@ -91,6 +91,48 @@ PyObject* serialized_bytes_of(PyArrayObject* arr, const std::string& key) {
   return item;
 }
 
+// What an element of input_values is. numpy arrays as the reference takes
+// them; beyond it, CPU memory from other libraries without a numpy copy.
+enum class Source { numpy, dlpack, buffer, unsupported };
+
+Source kind_of(PyObject* item) {
+  if (PyArray_Check(item)) return Source::numpy;
+  static PyObject* dlpack = PyUnicode_InternFromString("__dlpack__");
+  if (PyObject_HasAttr(item, dlpack)) return Source::dlpack;  // array libraries: torch, jax, cupy, array-api-strict
+  if (PyObject_CheckBuffer(item)) return Source::buffer;      // bytes, bytearray, memoryview, array.array
+  return Source::unsupported;
+}
+
+// A DLPack producer's tensor as a numpy array over the same memory (no copy).
+// Memory on another device is an error that says so.
+nb::object from_dlpack(PyObject* item, Py_ssize_t index, const std::string& key) {
+  static nb::object numpy_from_dlpack = nb::module_::import_("numpy").attr("from_dlpack");
+  try {
+    nb::object array = numpy_from_dlpack(nb::handle(item));
+    if (!PyArray_Check(array.ptr())) throw SharedMemoryError(Operation::set, key, "numpy.from_dlpack gave no array");
+    return array;
+  } catch (nb::python_error& e) {
+    throw SharedMemoryError(Operation::set, key,
+                            "element " + std::to_string(index) + " (" + py_type_name(item) +
+                                ") cannot be read as CPU memory through __dlpack__: " + e.what() +
+                                " (copy it to the CPU first)");
+  }
+}
+
+// The bytes of a buffer-protocol object, in C order: as they are when
+// contiguous, else copied once into a contiguous buffer.
+Buffer contiguous_buffer(PyObject* item, const std::string& key) {
+  Py_buffer probe;
+  if (PyObject_GetBuffer(item, &probe, PyBUF_C_CONTIGUOUS) == 0) {
+    PyBuffer_Release(&probe);
+    return Buffer(item, Operation::set, key);
+  }
+  PyErr_Clear();
+  nb::object contiguous = nb::steal(PyMemoryView_GetContiguous(item, PyBUF_READ, 'C'));
+  if (!contiguous.is_valid()) throw nb::python_error();
+  return Buffer(contiguous.ptr(), Operation::set, key, contiguous);
+}
+
 // set_shared_memory_region: the arguments in the reference's order, then
 // every bound before the first byte moves.
 void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj) {
@@ -101,9 +143,11 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(values.ptr());
   PyObject** items = PySequence_Fast_ITEMS(values.ptr());
   for (Py_ssize_t i = 0; i < n; ++i) {
-    if (!PyArray_Check(items[i])) {
+    if (kind_of(items[i]) == Source::unsupported) {
       throw SharedMemoryError("each element of input_values must be a numpy array, got " + py_type_name(items[i]) +
-                              " at index " + std::to_string(i));
+                              " at index " + std::to_string(i) +
+                              " (beyond tritonclient, objects with __dlpack__ or the buffer protocol in CPU memory "
+                              "are taken too)");
     }
   }
   std::shared_ptr<Region> region = region_of(shm_handle, Operation::set);
@@ -111,8 +155,19 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
   const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::set, key);
   std::vector<Buffer> held;
   held.reserve(static_cast<std::size_t>(n));
+  std::vector<nb::object> converted;  // arrays made from DLPack producers, alive for the call
   for (Py_ssize_t i = 0; i < n; ++i) {
-    auto* arr = reinterpret_cast<PyArrayObject*>(items[i]);
+    PyObject* item = items[i];
+    const Source source = kind_of(item);
+    if (source == Source::buffer) {
+      held.push_back(contiguous_buffer(item, key));
+      continue;
+    }
+    if (source == Source::dlpack) {
+      converted.push_back(from_dlpack(item, i, key));
+      item = converted.back().ptr();
+    }
+    auto* arr = reinterpret_cast<PyArrayObject*>(item);
     if (PyDataType_REFCHK(PyArray_DESCR(arr))) {
       if (PyArray_TYPE(arr) != NPY_OBJECT) {
         throw SharedMemoryError(
@@ -122,7 +177,7 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
       }
       if (PyObject* bytes = serialized_bytes_of(arr, key)) held.emplace_back(bytes, Operation::set, key);
     } else if (PyArray_IS_C_CONTIGUOUS(arr)) {
-      held.emplace_back(items[i], Operation::set, key);
+      held.emplace_back(item, Operation::set, key);
     } else {
       // Copied in C order first, as the reference does.
       nb::object copy = nb::steal(PyArray_NewCopy(arr, NPY_CORDER));

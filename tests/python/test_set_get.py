@@ -178,3 +178,57 @@ def test_unaligned_offset_gives_correct_values(region):
     shm.set_shared_memory_region(region, [value], offset=3)
     out = shm.get_contents_as_numpy(region, np.float64, [10], offset=3)
     np.testing.assert_array_equal(out, value)
+
+
+def test_any_cpu_buffer_is_taken_as_its_bytes_in_c_order(region):
+    """Beyond the reference: bytes, bytearray, memoryview and array.array (the
+    buffer protocol) are copied as they are; a non-contiguous one in C order."""
+    import array
+
+    floats = array.array("f", [1.5, -2.0])
+    strided = memoryview(bytearray(range(16)))[::2]  # not contiguous
+    shm.set_shared_memory_region(region, [b"abcd", bytearray(b"efgh"), memoryview(b"ijkl"), floats, strided])
+    raw = shm.get_contents_as_numpy(region, np.uint8, [28]).tobytes()
+    assert raw == b"abcdefghijkl" + floats.tobytes() + bytes(range(0, 16, 2))
+
+
+def test_dlpack_producer_from_another_library_is_copied_without_numpy(region):
+    """A real array library that is not numpy (array-api-strict, a test extra)
+    hands its CPU memory over through __dlpack__."""
+    xp = pytest.importorskip("array_api_strict", reason="array-api-strict is a test extra (Python 3.10+)")
+    values = xp.asarray([[1, 2, 3], [4, 5, 6]], dtype=xp.int32)
+    assert not isinstance(values, np.ndarray) and hasattr(values, "__dlpack__")
+    shm.set_shared_memory_region(region, [values, xp.asarray([0.5], dtype=xp.float64)])
+    assert shm.get_contents_as_numpy(region, np.int32, [2, 3]).tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert shm.get_contents_as_numpy(region, np.float64, [1], offset=24).tolist() == [0.5]
+    transposed = xp.asarray(np.arange(6, dtype=np.int32).reshape(2, 3)).T  # strided: copied in C order
+    shm.set_shared_memory_region(region, [transposed])
+    assert shm.get_contents_as_numpy(region, np.int32, [3, 2]).tolist() == [[0, 3], [1, 4], [2, 5]]
+
+
+class OnAnotherDevice:
+    """A DLPack producer whose memory is on a GPU (kDLCUDA): a stand-in, since
+    this machine has no GPU. numpy refuses it before touching any memory."""
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __dlpack__(self, stream=None, **kwargs):
+        raise BufferError("this stand-in never exports")
+
+
+def test_memory_on_another_device_is_a_clear_error_that_writes_nothing(region):
+    shm.set_shared_memory_region(region, [np.full(4, 9, np.uint8)])
+    with pytest.raises(
+        shm.SharedMemoryException,
+        match=r"^unable to set the shared memory region .*element 1 "
+        r"\(OnAnotherDevice\) cannot be read as CPU memory",
+    ):
+        shm.set_shared_memory_region(region, [np.zeros(4, np.uint8), OnAnotherDevice()])
+    assert shm.get_contents_as_numpy(region, np.uint8, [4]).tolist() == [9, 9, 9, 9], "nothing was written"
+
+
+def test_objects_with_no_memory_keep_the_reference_text(region):
+    for bad in (42, "text", [1, 2], None):
+        with pytest.raises(shm.SharedMemoryException, match="^each element of input_values must be a numpy array"):
+            shm.set_shared_memory_region(region, [bad])
