@@ -106,9 +106,11 @@ Source kind_of(PyObject* item) {
 // A DLPack producer's tensor as a numpy array over the same memory (no copy).
 // Memory on another device is an error that says so.
 nb::object from_dlpack(PyObject* item, Py_ssize_t index, const std::string& key) {
-  static nb::object numpy_from_dlpack = nb::module_::import_("numpy").attr("from_dlpack");
+  // Never destroyed: a static nb::object would be released by C++'s exit-time
+  // destructors, after the interpreter is gone (a crash at exit).
+  static PyObject* numpy_from_dlpack = nb::object(nb::module_::import_("numpy").attr("from_dlpack")).release().ptr();
   try {
-    nb::object array = numpy_from_dlpack(nb::handle(item));
+    nb::object array = nb::handle(numpy_from_dlpack)(nb::handle(item));
     if (!PyArray_Check(array.ptr())) throw SharedMemoryError(Operation::set, key, "numpy.from_dlpack gave no array");
     return array;
   } catch (nb::python_error& e) {

@@ -164,3 +164,36 @@ def test_multiprocessing_fork_child_never_unlinks_the_parents_region(make_key):
         _INHERITED.pop(key, None)
         shm.destroy_shared_memory_region(handle)
     assert not shm_path(key).exists()
+
+
+def test_interpreter_exits_cleanly_after_every_kind_of_input(make_key):
+    """Nothing the binding keeps may be released after the interpreter is gone
+    (a static Python object freed by C++'s exit-time destructors aborted the
+    process at exit once: 'PyThreadState_Get: ... the GIL is released')."""
+    key = make_key()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+            import array, sys, numpy as np, tritonshm as shm
+            h = shm.create_shared_memory_region("n", sys.argv[1], 1024)
+            sources = [np.ones(4), b"ab", memoryview(b"cd")[::1], array.array("i", [1])]
+            try:
+                import array_api_strict as xp
+                sources.append(xp.asarray([1.0]))
+            except ImportError:
+                pass
+            shm.set_shared_memory_region(h, sources)
+            shm.get_contents_as_numpy(h, np.object_, [0])
+            shm.destroy_shared_memory_region(h)
+            """
+            ),
+            key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "Fatal Python error" not in result.stderr, result.stderr
