@@ -99,6 +99,18 @@ COLORS = {
 }
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot without a display, or None when it is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
 TRITON_COLORS = {
     "tritonshm": "tab:blue",
     "http binary (a)": "tab:orange",
@@ -113,12 +125,8 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
     triton_rows = [r for r in rows if r["case"] == "triton_infer"]
     if not triton_rows:
         return False
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     by: Dict[str, List[tuple]] = {}
@@ -148,12 +156,8 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
 
 
 def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, case, title in (

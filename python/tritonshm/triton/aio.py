@@ -10,9 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy.typing as npt
 
 from .._core import SharedMemoryException
-from ._lifecycle import DEFAULT_PREFIX, PoolCore
-from .refusals import server_refusal
-from .request import RequestPlan, parse_model_config
+from ._lifecycle import DEFAULT_PREFIX, PoolCore, PoolState
+from .request import parse_model_config
 
 __all__ = ["AsyncSharedMemoryPool"]
 
@@ -30,7 +29,7 @@ def _unlink_unclosed(arena: Any, registered: List[str]) -> None:
     arena.close()
 
 
-class AsyncSharedMemoryPool:
+class AsyncSharedMemoryPool(PoolState):
     """SharedMemoryPool for ``tritonclient.http.aio`` and ``tritonclient.grpc.aio``
     clients: the same arguments, ``async with``, ``await pool.infer_async(...)``
     and ``await pool.close()``. Safe for many concurrent requests on one event
@@ -88,16 +87,7 @@ class AsyncSharedMemoryPool:
         try:
             await core.client.register_system_shared_memory(name, key, byte_size, headers=core.headers)
         except Exception as error:
-            # Explained while the region still exists: whether it does is the clue.
-            refusal = server_refusal(
-                error,
-                f"unable to register shared memory region '{name}' (key '{key}', {byte_size} bytes)",
-                key=key,
-                region_size=byte_size,
-                registered_size=byte_size,
-            )
-            core.arena.remove_region(name)
-            raise refusal from error
+            raise core.registration_refusal(error, name, key, byte_size) from error
         core.registered.append(name)
 
     async def model_outputs(self, model_name: str, model_version: str = "") -> Any:
@@ -125,44 +115,21 @@ class AsyncSharedMemoryPool:
         """SharedMemoryPool.infer, awaited."""
         core = self._core
         sizes = output_sizes or {}
-        need_config = outputs is None or any(name not in sizes for name in outputs)
-        model = await self.model_outputs(model_name, model_version) if need_config else None
-        plan = RequestPlan.make(inputs, outputs, model, sizes, core.arena.alignment)
+        model = await self.model_outputs(model_name, model_version) if core.needs_config(outputs, sizes) else None
+        plan = core.plan(inputs, outputs, model, sizes)
         lease = await self.lease(plan.total)
         try:
             plan.write(lease)
             try:
                 result = await core.client.infer(
-                    model_name,
-                    plan.infer_inputs(core.module, lease),
-                    outputs=plan.requested_outputs(core.module, core.protocol, lease),
-                    model_version=model_version,
-                    **kwargs,
+                    model_name, **core.infer_arguments(plan, lease, model_version), **kwargs
                 )
             except Exception as error:
-                raise server_refusal(
-                    error, f"inference of model '{model_name}' through shared memory failed"
-                ) from error
+                raise core.inference_refusal(error, model_name) from error
             return plan.results(result, lease, copy)
         finally:
             if copy:
                 lease.release()
-
-    @property
-    def capacity(self) -> int:
-        return self._core.arena.capacity
-
-    @property
-    def leased_bytes(self) -> int:
-        return self._core.arena.leased_bytes
-
-    @property
-    def region_names(self) -> List[str]:
-        return list(self._core.registered)
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
 
     async def close(self) -> None:
         """Unregisters the pool's own regions and destroys them. Idempotent."""

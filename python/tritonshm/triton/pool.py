@@ -4,19 +4,18 @@ through it."""
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy.typing as npt
 
 from .._core import SharedMemoryException
-from ._lifecycle import DEFAULT_PREFIX, PoolCore, close_quietly
-from .refusals import server_refusal
-from .request import RequestPlan, parse_model_config
+from ._lifecycle import DEFAULT_PREFIX, PoolCore, PoolState, close_quietly
+from .request import parse_model_config
 
 __all__ = ["SharedMemoryPool"]
 
 
-class SharedMemoryPool:
+class SharedMemoryPool(PoolState):
     """Shared memory registered once with a Triton server, leased per request.
 
     ``client`` is a ``tritonclient.http`` or ``tritonclient.grpc``
@@ -80,16 +79,7 @@ class SharedMemoryPool:
         try:
             core.client.register_system_shared_memory(name, key, byte_size, headers=core.headers)
         except Exception as error:
-            # Explained while the region still exists: whether it does is the clue.
-            refusal = server_refusal(
-                error,
-                f"unable to register shared memory region '{name}' (key '{key}', {byte_size} bytes)",
-                key=key,
-                region_size=byte_size,
-                registered_size=byte_size,
-            )
-            core.arena.remove_region(name)
-            raise refusal from error
+            raise core.registration_refusal(error, name, key, byte_size) from error
         core.registered.append(name)
 
     # -- inference ---------------------------------------------------------
@@ -139,51 +129,23 @@ class SharedMemoryPool:
         """
         core = self._core
         sizes = output_sizes or {}
-        need_config = outputs is None or any(name not in sizes for name in outputs)
-        model = self.model_outputs(model_name, model_version) if need_config else None
-        plan = RequestPlan.make(inputs, outputs, model, sizes, core.arena.alignment)
+        model = self.model_outputs(model_name, model_version) if core.needs_config(outputs, sizes) else None
+        plan = core.plan(inputs, outputs, model, sizes)
         lease = self.lease(plan.total)
         try:
             plan.write(lease)
             try:
                 result = (client or core.client).infer(
-                    model_name,
-                    plan.infer_inputs(core.module, lease),
-                    outputs=plan.requested_outputs(core.module, core.protocol, lease),
-                    model_version=model_version,
-                    **kwargs,
+                    model_name, **core.infer_arguments(plan, lease, model_version), **kwargs
                 )
             except Exception as error:
-                raise server_refusal(
-                    error, f"inference of model '{model_name}' through shared memory failed"
-                ) from error
+                raise core.inference_refusal(error, model_name) from error
             return plan.results(result, lease, copy)
         finally:
             if copy:
                 lease.release()
 
     # -- state and lifetime --------------------------------------------------
-
-    @property
-    def capacity(self) -> int:
-        return self._core.arena.capacity
-
-    @property
-    def leased_bytes(self) -> int:
-        return self._core.arena.leased_bytes
-
-    @property
-    def lease_count(self) -> int:
-        return self._core.arena.lease_count
-
-    @property
-    def region_names(self) -> List[str]:
-        """The names this pool registered with the server."""
-        return list(self._core.registered)
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
 
     def close(self) -> None:
         """Unregisters the pool's own regions and destroys them. Idempotent."""
@@ -195,7 +157,3 @@ class SharedMemoryPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{self.leased_bytes} of {self.capacity} bytes leased"
-        return f"SharedMemoryPool({len(self._core.registered)} region(s), {state})"
