@@ -156,6 +156,8 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
 
 
 def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
+    if not any(r["case"] in ("set_warm", "set_first_touch") for r in rows):
+        return False
     plt = _pyplot()
     if plt is None:
         return False
