@@ -190,7 +190,6 @@ SIDE_BY_SIDE = """
 import sys, numpy as np, tritonclient.http as http
 from tritonshm.triton import SharedMemoryPool
 client = http.InferenceServerClient(sys.argv[1])
-client.unregister_system_shared_memory  # what a careless worker calls at start: never through the pool
 with SharedMemoryPool(client, 1 << 20) as pool:
     print("NAMES", *pool.region_names, flush=True)
     for i in range(200):

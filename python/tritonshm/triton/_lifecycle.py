@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .. import _core
 from .._core import SharedMemoryException
 from .refusals import server_refusal
-from .request import ModelOutputs, RequestPlan, client_module
+from .request import ModelOutputs, RequestPlan, align, client_module
 
 DEFAULT_PREFIX = "tritonshm"
 
@@ -50,9 +50,7 @@ class PoolCore:
 
     def growth_for(self, nbytes: int) -> int:
         """The size of the region to add so that a lease of nbytes fits."""
-        alignment = self.arena.alignment
-        needed = (nbytes + alignment - 1) // alignment * alignment
-        return max(self.region_size, needed)
+        return max(self.region_size, align(nbytes, self.arena.alignment))
 
     def plan(
         self,

@@ -59,7 +59,8 @@ def parse_model_config(config: Mapping[str, Any]) -> ModelOutputs:
     return ModelOutputs(batch, tuple(outputs))
 
 
-def _align(n: int, alignment: int) -> int:
+def align(n: int, alignment: int) -> int:
+    """n rounded up to a multiple of alignment."""
     return (n + alignment - 1) // alignment * alignment
 
 
@@ -129,11 +130,11 @@ class RequestPlan:
         offset = 0
         for item in planned:
             item.offset = offset
-            offset = _align(offset + item.nbytes, alignment)
+            offset = align(offset + item.nbytes, alignment)
         for out in outs:
             if out.nbytes is not None:
                 out.offset = offset
-                offset = _align(offset + max(out.nbytes, 1), alignment)
+                offset = align(offset + max(out.nbytes, 1), alignment)
         return cls(planned, outs, max(offset, 1), names if outputs is not None or names else None)
 
     def write(self, lease: Any) -> None:
