@@ -67,17 +67,23 @@ Buffer::~Buffer() {
 }
 
 Shape parse_shape(nb::handle shape, std::string_view key) {
+  static_assert(NPY_MAXDIMS <= Shape::kMaxDims);
   auto fail = [&](const std::string& detail) { throw SharedMemoryError(Operation::read, std::string(key), detail); };
   Shape s;
   auto add = [&](nb::handle d) {
-    PyObject* index = PyNumber_Index(d.ptr());
-    if (index == nullptr) {
-      PyErr_Clear();
-      fail("shape entries must be integers, got '" + py_type_name(d) + "'");
-    }
     int overflow = 0;
-    const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
-    Py_DECREF(index);
+    long long v = 0;
+    if (PyLong_CheckExact(d.ptr())) {
+      v = PyLong_AsLongLongAndOverflow(d.ptr(), &overflow);
+    } else {
+      PyObject* index = PyNumber_Index(d.ptr());
+      if (index == nullptr) {
+        PyErr_Clear();
+        fail("shape entries must be integers, got '" + py_type_name(d) + "'");
+      }
+      v = PyLong_AsLongLongAndOverflow(index, &overflow);
+      Py_DECREF(index);
+    }
     if (overflow != 0 || v < 0 || v > std::numeric_limits<npy_intp>::max()) {
       fail("invalid dimension " + nb::cast<std::string>(nb::str(d)) + " in shape " +
            nb::cast<std::string>(nb::repr(shape)));
@@ -88,7 +94,7 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
     if (v != 0 && __builtin_mul_overflow(s.nonzero_count, static_cast<uint64_t>(v), &s.nonzero_count)) {
       s.nonzero_overflow = true;
     }
-    s.dims.push_back(static_cast<npy_intp>(v));
+    s.dims_storage[s.ndim++] = static_cast<npy_intp>(v);
   };
   // A sequence first: a numpy array of dims is a sequence that also has __index__.
   nb::object seq;
@@ -118,13 +124,48 @@ void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, std::string_vie
   }
 }
 
+namespace {
+
+// numpy's scalar types and their descriptors, filled on first use. Both are
+// held for the life of the process (types are immortal in practice).
+struct ScalarTypeCache {
+  static constexpr std::size_t kSize = 32;
+  PyObject* types[kSize] = {};
+  PyArray_Descr* descrs[kSize] = {};
+  std::size_t used = 0;
+
+  PyArray_Descr* find(PyObject* type) const {
+    for (std::size_t i = 0; i < used; ++i) {
+      if (types[i] == type) return descrs[i];
+    }
+    return nullptr;
+  }
+  void add(PyObject* type, PyArray_Descr* descr) {
+    if (used == kSize) return;
+    types[used] = Py_NewRef(type);
+    descrs[used] = descr;
+    Py_INCREF(descr);
+    ++used;
+  }
+};
+
+}  // namespace
+
 nb::object parse_dtype(nb::handle datatype, std::string_view key) {
+  if (PyArray_DescrCheck(datatype.ptr())) return nb::borrow(datatype);
+  // Only numpy's own scalar types are cached: their descriptors never change.
+  // Called with the GIL held, which guards the cache.
+  static ScalarTypeCache cache;
+  if (PyArray_Descr* cached = cache.find(datatype.ptr())) return nb::borrow(reinterpret_cast<PyObject*>(cached));
+  const bool scalar_type = PyType_Check(datatype.ptr()) &&
+                           PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(datatype.ptr()), &PyGenericArrType_Type);
   PyArray_Descr* descr = nullptr;
   if (!PyArray_DescrConverter(datatype.ptr(), &descr)) {
     PyErr_Clear();
     throw SharedMemoryError(Operation::read, std::string(key),
                             nb::cast<std::string>(nb::repr(datatype)) + " is not a numpy data type");
   }
+  if (scalar_type) cache.add(datatype.ptr(), descr);
   return nb::steal(reinterpret_cast<PyObject*>(descr));
 }
 

@@ -40,9 +40,14 @@ class Buffer {
   std::span<const std::byte> bytes_;
 };
 
-// A shape argument for get_contents_as_numpy.
+// A shape argument for get_contents_as_numpy. The dimensions live inline: a
+// heap allocation per call was a tenth of a fixed-size get.
 struct Shape {
-  std::vector<npy_intp> dims;
+  // numpy 2 allows 64 dimensions (numpy 1: 32); the array checks its own limit.
+  static constexpr std::size_t kMaxDims = 64;
+  npy_intp dims_storage[kMaxDims];
+  std::size_t ndim = 0;
+  std::span<const npy_intp> dims() const { return {dims_storage, ndim}; }
   uint64_t count = 1;
   // numpy also refuses dimensions whose nonzero product overflows, even when
   // another dimension is 0 and the array would be empty.
@@ -54,7 +59,8 @@ Shape parse_shape(nb::handle shape, std::string_view key);
 // Throws unless numpy can make an array of this shape with `itemsize`-byte items.
 void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, std::string_view key);
 
-// A numpy data type (new reference).
+// A numpy data type (new reference). The numpy scalar types (np.float32, ...)
+// and descriptors are looked up without numpy's general converter.
 nb::object parse_dtype(nb::handle datatype, std::string_view key);
 
 }  // namespace tritonshm::binding

@@ -11,7 +11,7 @@
 
 namespace tritonshm::binding {
 
-nb::object bytes_object_array(const std::vector<npy_intp>& dims, std::span<const std::string_view> elements,
+nb::object bytes_object_array(std::span<const npy_intp> dims, std::span<const std::string_view> elements,
                               const ElementCopier& copy) {
   PyObject* arr = PyArray_SimpleNew(static_cast<int>(dims.size()), const_cast<npy_intp*>(dims.data()), NPY_OBJECT);
   if (arr == nullptr) throw nb::python_error();
@@ -46,10 +46,7 @@ nb::object bytes_object_array(const std::vector<npy_intp>& dims, std::span<const
   return result;
 }
 
-namespace {
-
-// The capsule that holds a mapping for the arrays made from it.
-PyObject* mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
+nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
   auto* keep = new std::shared_ptr<const detail::Mapping>(mapping);
   PyObject* capsule = PyCapsule_New(keep, "tritonshm.mapping", [](PyObject* cap) {
     delete static_cast<std::shared_ptr<const detail::Mapping>*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
@@ -58,10 +55,8 @@ PyObject* mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
     delete keep;
     throw nb::python_error();
   }
-  return capsule;
+  return nb::steal(capsule);
 }
-
-}  // namespace
 
 nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype, nb::handle shape_obj,
                        TensorOwner owner, nb::handle owner_object) {
@@ -82,7 +77,7 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
                                     std::to_string(limit) + " bytes");
       }
     }
-    return bytes_object_array(shape.dims, elements, [&region](auto from, auto to) { region.copy_out(from, to); });
+    return bytes_object_array(shape.dims(), elements, [&region](auto from, auto to) { region.copy_out(from, to); });
   }
   if (PyDataType_REFCHK(descr)) {
     throw SharedMemoryError(Operation::read, key,
@@ -106,8 +101,8 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
   }
   Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
   if (owner == TensorOwner::copy) {
-    PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
-                                         const_cast<npy_intp*>(shape.dims.data()), nullptr, nullptr, 0, nullptr);
+    PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.ndim),
+                                         const_cast<npy_intp*>(shape.dims_storage), nullptr, nullptr, 0, nullptr);
     if (arr == nullptr) throw nb::python_error();
     nb::object result = nb::steal(arr);
     void* out = PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr));
@@ -120,13 +115,13 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
     return result;
   }
   region.check_backed(offset, nbytes, Operation::read);
-  PyObject* base = owner == TensorOwner::mapping ? mapping_owner(region.mapping()) : Py_NewRef(owner_object.ptr());
+  PyObject* base = Py_NewRef(owner_object.ptr());
   // With a null data pointer numpy would allocate; an empty tensor at the very
   // end of an empty region is the one case without an address, so give it one.
   static std::byte empty_tensor_address[16];
   void* data = region.data() != nullptr ? static_cast<void*>(region.data() + offset) : empty_tensor_address;
-  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims.size()),
-                                       const_cast<npy_intp*>(shape.dims.data()), nullptr, data,
+  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.ndim),
+                                       const_cast<npy_intp*>(shape.dims_storage), nullptr, data,
                                        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);
   if (arr == nullptr) {
     Py_DECREF(base);
@@ -136,7 +131,6 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
     Py_DECREF(arr);
     throw nb::python_error();
   }
-  PyArray_UpdateFlags(reinterpret_cast<PyArrayObject*>(arr), NPY_ARRAY_UPDATE_ALL);
   return nb::steal(arr);
 }
 

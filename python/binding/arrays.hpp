@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -14,10 +15,12 @@ namespace tritonshm::binding {
 
 // What keeps the memory of a tensor read from a region alive.
 enum class TensorOwner {
-  mapping,  // a view whose base holds the region's mapping
-  object,   // a view whose base is the given Python object (a lease)
-  copy,     // an array of its own
+  object,  // a view whose base is the given Python object (a mapping_owner, a lease)
+  copy,    // an array of its own
 };
+
+// A Python object that keeps `mapping` alive: the base of views into it.
+nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping);
 
 // The tensor of `datatype` and `shape` at `offset` of `region`, within
 // `limit` bytes from it (a lease's slice; UINT64_MAX: the region's own bounds): fixed-size types as a view or a copy
@@ -31,7 +34,7 @@ using ElementCopier = std::function<void(std::span<const std::string_view>, std:
 
 // An object array of `dims` holding one `bytes` per element. The bytes objects
 // are allocated first (that needs the GIL), then filled by `copy` without it.
-nb::object bytes_object_array(const std::vector<npy_intp>& dims, std::span<const std::string_view> elements,
+nb::object bytes_object_array(std::span<const npy_intp> dims, std::span<const std::string_view> elements,
                               const ElementCopier& copy);
 
 // The elements of a BYTES tensor (an np.object_ or np.bytes_ array) as

@@ -37,8 +37,8 @@ nb::bytes serialize_bytes_tensor(nb::handle array) {
 nb::object deserialize_bytes_tensor(nb::handle encoded) {
   Buffer buf(encoded.ptr(), Operation::none, "");
   const std::vector<std::string_view> elements = deserialize_bytes(buf.bytes(), std::nullopt, "BYTES tensor");
-  return bytes_object_array({static_cast<npy_intp>(elements.size())}, elements,
-                            [](auto from, auto to) { copy_elements(from, to); });
+  const npy_intp count = static_cast<npy_intp>(elements.size());
+  return bytes_object_array({&count, 1}, elements, [](auto from, auto to) { copy_elements(from, to); });
 }
 
 uint64_t serialized_byte_size(nb::handle array) {

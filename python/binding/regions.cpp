@@ -21,32 +21,43 @@ struct RegionHandle {
   nb::object triton_shm_name;
   nb::object shm_key;
   Handle handle;
+  // The base object of the views get_contents_as_numpy makes, made once per
+  // mapping instead of once per call (a third of a small get's cost), and
+  // dropped at destroy so that the mapping goes when its views do.
+  nb::object view_owner;
+  const detail::Mapping* view_owner_of = nullptr;
 };
 
 std::string text_of(const nb::object& value) {
   return PyUnicode_Check(value.ptr()) ? nb::cast<std::string>(value) : nb::cast<std::string>(nb::repr(value));
 }
 
-// The handle behind a SharedMemoryRegion argument, as a failure of `op`.
-Handle& handle_of(nb::handle obj, Operation op) {
-  RegionHandle* region = nullptr;
-  if (!nb::try_cast<RegionHandle*>(obj, region) || region == nullptr) {
+// The SharedMemoryRegion argument, with a live or destroyed handle, as a failure of `op`.
+RegionHandle& region_handle_of(nb::handle obj, Operation op) {
+  // A type check and a pointer instead of nanobind's general cast, which
+  // searched its type map for the Python subclass on every call.
+  static PyTypeObject* const type = reinterpret_cast<PyTypeObject*>(nb::type<RegionHandle>().ptr());
+  if (!PyObject_TypeCheck(obj.ptr(), type) || !nb::inst_ready(obj)) {
     throw SharedMemoryError(op, "",
                             "expected a SharedMemoryRegion from create_shared_memory_region, got " + py_type_name(obj));
   }
-  if (!region->handle.live() && region->handle.key().empty()) {
+  RegionHandle* region = nb::inst_ptr<RegionHandle>(obj);
+  if (region->handle.key().empty() && !region->handle.live()) {
     throw SharedMemoryError(op, text_of(region->shm_key),
                             "the handle '" + text_of(region->triton_shm_name) +
                                 "' is not mapped: make handles with create_shared_memory_region");
   }
-  return region->handle;  // kept alive by the argument the caller holds
+  return *region;  // kept alive by the argument the caller holds
 }
 
-// The region behind a handle argument; a destroyed handle is a failure of `op`.
-std::shared_ptr<Region> region_of(nb::handle obj, Operation op) {
-  Handle& handle = handle_of(obj, op);
-  return with_operation(op, handle.key(), [&] { return handle.region(); });
+Handle& handle_of(nb::handle obj, Operation op) { return region_handle_of(obj, op).handle; }
+
+// The region behind a handle; a destroyed handle is a failure of `op`.
+std::shared_ptr<Region> live_region(RegionHandle& self, Operation op) {
+  return with_operation(op, self.handle.key(), [&] { return self.handle.region(); });
 }
+
+std::shared_ptr<Region> region_of(nb::handle obj, Operation op) { return live_region(region_handle_of(obj, op), op); }
 
 void create(RegionHandle& self, nb::handle byte_size, nb::handle create_only, nb::handle mode, nb::handle reserve,
             nb::handle prefault) {
@@ -206,17 +217,27 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
 // stays alive as long as any array made from it), a decoded object array for
 // BYTES (np.object_ / np.bytes_).
 nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle shape_obj, nb::handle offset_obj) {
-  std::shared_ptr<Region> region = region_of(shm_handle, Operation::read);
+  RegionHandle& self = region_handle_of(shm_handle, Operation::read);
+  const std::shared_ptr<Region> region = live_region(self, Operation::read);
   const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::read, region->key());
-  return read_tensor(*region, offset, UINT64_MAX, datatype, shape_obj, TensorOwner::mapping, nb::handle());
+  if (self.view_owner_of != region->mapping().get()) {
+    self.view_owner = mapping_owner(region->mapping());
+    self.view_owner_of = region->mapping().get();
+  }
+  return read_tensor(*region, offset, UINT64_MAX, datatype, shape_obj, TensorOwner::object, self.view_owner);
 }
 
 // The argument holds the RegionHandle for the whole call, so releasing the
 // GIL while the handle is destroyed cannot free it under us.
 void destroy_region(nb::handle shm_handle) {
-  Handle& handle = handle_of(shm_handle, Operation::destroy);
-  nb::gil_scoped_release release;
-  handle.destroy();
+  RegionHandle& self = region_handle_of(shm_handle, Operation::destroy);
+  {
+    nb::gil_scoped_release release;
+    self.handle.destroy();
+  }
+  // After destroy no get can make a new one; views already made keep theirs.
+  self.view_owner.reset();
+  self.view_owner_of = nullptr;
 }
 
 }  // namespace

@@ -34,6 +34,22 @@ def test_thousands_of_cycles_leak_no_fd_and_no_mapping(make_key):
     assert shm.mapped_shared_memory_regions() == []
 
 
+def test_destroy_unmaps_while_the_handle_object_lives(make_key):
+    # get_contents_as_numpy keeps one base object per handle for its views:
+    # destroy must drop it, or the mapping would stay until the handle is gone.
+    maps = mapped_lines()
+    handle = shm.create_shared_memory_region("n", make_key(), 4096)
+    view = shm.get_contents_as_numpy(handle, np.uint8, [4096])
+    again = shm.get_contents_as_numpy(handle, np.uint8, [16], offset=8)
+    assert view.base is again.base, "views share one owner"
+    shm.destroy_shared_memory_region(handle)
+    view[0] = 7  # views outlive destroy
+    assert mapped_lines() == maps + 1
+    del view, again
+    assert mapped_lines() == maps
+    assert handle is not None
+
+
 def test_errors_leak_nothing(make_key):
     key = make_key()
     fds, maps = open_fds(), mapped_lines()
