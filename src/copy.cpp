@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "parallel.hpp"
+#include "stream_copy.hpp"
+#include "tritonshm/copy_engine.hpp"
 
 namespace tritonshm::detail {
 namespace {
@@ -26,6 +30,32 @@ class FirstFault {
   std::atomic<bool> failed_{false};
 };
 
+void store_le32(std::byte* p, uint32_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  std::memcpy(p, &v, 4);
+}
+
+// Copies elements [first, last) under one guard, streaming the long ones when
+// `stream`, and fences this thread's stores.
+std::optional<Fault> copy_elements(std::span<const std::string_view> sources, std::span<std::byte* const> destinations,
+                                   std::size_t first, std::size_t last, bool stream) noexcept {
+  const StoreIsa isa = copy_engine().isa;
+  auto copy = [&]() noexcept {
+    for (std::size_t i = first; i < last; ++i) {
+      const std::string_view s = sources[i];
+      const auto* from = reinterpret_cast<const std::byte*>(s.data());
+      if (stream && s.size() >= kStreamElementMin) {
+        stream_copy(isa, destinations[i], from, s.size());
+      } else if (!s.empty()) {
+        std::memcpy(destinations[i], from, s.size());
+      }
+    }
+  };
+  auto fault = guarded(copy);  // one jump point for the whole run of elements
+  if (stream) store_fence(isa);
+  return fault;
+}
+
 }  // namespace
 
 std::optional<Fault> probe_readable(const std::byte* p) noexcept {
@@ -35,45 +65,79 @@ std::optional<Fault> probe_readable(const std::byte* p) noexcept {
 
 std::optional<Fault> copy_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
   if (n == 0) return std::nullopt;
-  auto copy_range = [dst, src](std::size_t begin, std::size_t length) noexcept {
-    auto copy = [&]() noexcept { std::memcpy(dst + begin, src + begin, length); };
+  if (n < kStreamThreshold) {
+    auto copy = [&]() noexcept { std::memcpy(dst, src, n); };
     return guarded(copy);
-  };
-  if (n < kParallelThreshold) return copy_range(0, n);
+  }
+  const StoreIsa isa = copy_engine().isa;
   FirstFault fault;
-  split(n, [&](std::size_t begin, std::size_t length) noexcept { fault.record(copy_range(begin, length)); });
+  split(n, kCopyThreadThreshold, [&](std::size_t begin, std::size_t length) noexcept {
+    auto copy = [&]() noexcept { stream_copy(isa, dst + begin, src + begin, length); };
+    fault.record(guarded(copy));
+    store_fence(isa);  // each thread its own: a fence orders only the stores of the core it runs on
+  });
   return fault.get();
 }
 
 std::optional<Fault> copy_each_guarded(std::span<const std::string_view> sources,
                                        std::span<std::byte* const> destinations) noexcept {
-  auto copy_elements = [&](std::size_t first, std::size_t last) noexcept {
-    auto copy = [&]() noexcept {
-      for (std::size_t i = first; i < last; ++i) {
-        if (!sources[i].empty()) std::memcpy(destinations[i], sources[i].data(), sources[i].size());
-      }
-    };
-    return guarded(copy);  // one jump point for the whole run of elements
-  };
   std::size_t total = 0;
   for (const std::string_view s : sources) total += s.size();
-  if (total < kParallelThreshold) return copy_elements(0, sources.size());
+  const bool stream = total >= kStreamThreshold;
+  if (total < kCopyThreadThreshold) return copy_elements(sources, destinations, 0, sources.size(), stream);
   // Threads split by bytes: an element belongs to the thread whose share holds
   // its first byte.
   std::vector<std::size_t> starts;
   try {
     starts.resize(sources.size() + 1);
   } catch (...) {
-    return copy_elements(0, sources.size());
+    return copy_elements(sources, destinations, 0, sources.size(), stream);
   }
   for (std::size_t i = 0; i < sources.size(); ++i) starts[i + 1] = starts[i] + sources[i].size();
   FirstFault fault;
-  split(total, [&](std::size_t begin, std::size_t length) noexcept {
+  split(total, kCopyThreadThreshold, [&](std::size_t begin, std::size_t length) noexcept {
     const auto first = std::lower_bound(starts.begin(), starts.end() - 1, begin) - starts.begin();
     const auto last = std::lower_bound(starts.begin(), starts.end() - 1, begin + length) - starts.begin();
-    fault.record(copy_elements(static_cast<std::size_t>(first), static_cast<std::size_t>(last)));
+    fault.record(
+        copy_elements(sources, destinations, static_cast<std::size_t>(first), static_cast<std::size_t>(last), stream));
   });
   return fault.get();
+}
+
+std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements, std::byte* out) noexcept {
+  std::size_t total = 0;
+  for (const std::string_view e : elements) total += e.size();
+  std::vector<std::byte*> destinations;
+  if (total >= kStreamThreshold) {
+    try {
+      destinations.resize(elements.size());
+    } catch (...) {
+      destinations.clear();  // no room for the list: one pass of memcpy below
+    }
+  }
+  if (destinations.empty()) {
+    auto serialize = [&]() noexcept {
+      std::byte* p = out;
+      for (const std::string_view e : elements) {
+        store_le32(p, static_cast<uint32_t>(e.size()));
+        if (!e.empty()) std::memcpy(p + 4, e.data(), e.size());
+        p += 4 + e.size();
+      }
+    };
+    return guarded(serialize);
+  }
+  // Large tensors: the lengths first, then the element bytes with the copy
+  // engine (streamed, and on several threads when large enough).
+  auto lengths = [&]() noexcept {
+    std::byte* p = out;
+    for (std::size_t i = 0; i < elements.size(); ++i) {
+      store_le32(p, static_cast<uint32_t>(elements[i].size()));
+      destinations[i] = p + 4;
+      p += 4 + elements[i].size();
+    }
+  };
+  if (auto fault = guarded(lengths)) return fault;
+  return copy_each_guarded(elements, destinations);
 }
 
 }  // namespace tritonshm::detail

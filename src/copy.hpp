@@ -1,4 +1,6 @@
-// Internal: the copies that move tensor bytes into and out of regions.
+// Internal: the copies that move tensor bytes into and out of regions, with
+// the copy engine's policy (copy_engine.hpp): memcpy below the streaming
+// threshold, streaming stores above, threads from the thread threshold.
 #pragma once
 
 #include <cstddef>
@@ -10,16 +12,32 @@
 
 namespace tritonshm::detail {
 
+// Copies from this size on use streaming stores. Measured on the development
+// machine (README, Performance): into a warm region, memcpy wins while the
+// destination fits the caches (33 against 20 GB/s at 4 MiB), streaming stores
+// from 8 MiB (18-20 against 8-17 GB/s) and by 2x from 16 MiB.
+inline constexpr std::size_t kStreamThreshold = std::size_t{8} << 20;
+// Within a streamed BYTES tensor, elements shorter than this are memcpy'd:
+// aligning the stores of a short element costs more than it saves.
+inline constexpr std::size_t kStreamElementMin = 4096;
+
 // Copies n bytes between non-overlapping ranges, either of which may lie in
 // a mapping that another process can shrink. Returns the fault, instead of
 // dying of SIGBUS, if a page of either range stopped being backed (a prefix
-// may then have been copied). Large copies are split across threads.
+// may then have been copied). Fenced: all of it is visible to other processes
+// when this returns.
 [[nodiscard]] std::optional<Fault> copy_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexcept;
 
 // Copies each sources[i] to destinations[i] (which has room for it), guarded
-// as above; large totals are split across threads by bytes.
+// and fenced as above; large totals are split across threads by bytes.
 [[nodiscard]] std::optional<Fault> copy_each_guarded(std::span<const std::string_view> sources,
                                                      std::span<std::byte* const> destinations) noexcept;
+
+// Writes `elements` as a serialized BYTES tensor at out, which has room for
+// serialized_bytes_size(elements) bytes (the caller checked that every
+// element fits its 4-byte length). Guarded and fenced as above.
+[[nodiscard]] std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements,
+                                                           std::byte* out) noexcept;
 
 // Reads the byte at p under the guard: the fault if its page is not backed
 // (the object was shrunk below it). No system call unless the page is not yet

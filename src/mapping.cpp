@@ -50,7 +50,7 @@ void Mapping::prefault_unpublished() noexcept {
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   // Page faults of one mapping proceed in parallel, so large regions are
   // populated by several threads (chunks aligned to pages).
-  split(size_, [this, page](std::size_t begin, std::size_t length) {
+  split(size_, kPageThreadThreshold, [this, page](std::size_t begin, std::size_t length) {
     const std::size_t start = begin - begin % page;
     const std::size_t end = std::min<std::size_t>(size_, begin + length);
 #ifdef MADV_POPULATE_WRITE

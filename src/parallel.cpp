@@ -17,8 +17,12 @@ std::size_t worker_threads() noexcept {
   return threads;
 }
 
-void split(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn) noexcept {
-  const std::size_t threads = n >= kParallelThreshold ? worker_threads() : 1;
+void split(std::size_t n, std::size_t threshold, const std::function<void(std::size_t, std::size_t)>& fn) noexcept {
+  split_into(n, n >= threshold ? worker_threads() : 1, fn);
+}
+
+void split_into(std::size_t n, std::size_t threads, const std::function<void(std::size_t, std::size_t)>& fn) noexcept {
+  threads = std::min<std::size_t>(threads, 16);
   if (threads <= 1) {
     fn(0, n);
     return;

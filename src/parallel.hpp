@@ -6,18 +6,23 @@
 
 namespace tritonshm::detail {
 
-// Below this, starting a thread costs more than it saves (measured: see
-// README, Performance; one core's copy reaches ~13 GB/s, two ~17 GB/s at 1 GiB,
-// and no gain at 16-256 MiB). Every parallel path (copies, prefault, BYTES
-// encoding and decoding) uses this one threshold.
-inline constexpr std::size_t kParallelThreshold = std::size_t{64} << 20;
+// Where a second thread starts to pay, measured on the development machine
+// (README, Performance). Copies: streaming stores on two threads beat one from
+// 16 MiB (17-19 against 13-15 GB/s); below, starting a thread costs more than
+// it saves. Page population (prefault, the first touch of BYTES output): the
+// kernel's page faults, which scale less well.
+inline constexpr std::size_t kCopyThreadThreshold = std::size_t{16} << 20;
+inline constexpr std::size_t kPageThreadThreshold = std::size_t{64} << 20;
 
 // Threads to use: TRITONSHM_COPY_THREADS if set, else the hardware's, at most 4.
 std::size_t worker_threads() noexcept;
 
 // Calls fn(begin, length) over [0, n) in chunks of whole cache lines, one per
-// thread when n >= kParallelThreshold, else once on the calling thread. The
-// calling thread does a share; if no thread can be started, it does the rest.
-void split(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn) noexcept;
+// thread when n >= threshold, else once on the calling thread. The calling
+// thread does a share; if no thread can be started, it does the rest.
+void split(std::size_t n, std::size_t threshold, const std::function<void(std::size_t, std::size_t)>& fn) noexcept;
+
+// The same with a given number of threads (at most 16), whatever n is.
+void split_into(std::size_t n, std::size_t threads, const std::function<void(std::size_t, std::size_t)>& fn) noexcept;
 
 }  // namespace tritonshm::detail

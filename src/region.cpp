@@ -127,19 +127,9 @@ void Region::write(uint64_t offset, const void* data, uint64_t length) const {
 void Region::write_bytes(uint64_t offset, std::span<const std::string_view> elements) const {
   const uint64_t total = with_operation(Operation::set, key(), [&] { return serialized_bytes_size(elements); });
   check_bounds(offset, total, Operation::set);
-  std::byte* const begin = data() + offset;
-  auto serialize = [&]() noexcept {
-    std::byte* p = begin;
-    for (const std::string_view e : elements) {
-      const uint32_t length = static_cast<uint32_t>(e.size());
-      const std::byte le[4] = {std::byte(length), std::byte(length >> 8), std::byte(length >> 16),
-                               std::byte(length >> 24)};
-      std::memcpy(p, le, 4);
-      if (!e.empty()) std::memcpy(p + 4, e.data(), e.size());
-      p += 4 + e.size();
-    }
-  };
-  if (auto fault = detail::guarded(serialize)) throw_fault(fault->address, nullptr, offset, total, Operation::set);
+  if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset)) {
+    throw_fault(fault->address, nullptr, offset, total, Operation::set);
+  }
 }
 
 void Region::read(uint64_t offset, void* out, uint64_t length) const {

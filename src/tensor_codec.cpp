@@ -6,7 +6,6 @@
 
 #include "bytes_decoder.hpp"
 #include "copy.hpp"
-#include "parallel.hpp"
 #include "tritonshm/error.hpp"
 
 namespace tritonshm {
@@ -17,11 +16,6 @@ uint32_t load_le32(const std::byte* p) {
   std::memcpy(&v, p, 4);
   if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
   return v;
-}
-
-void store_le32(std::byte* p, uint32_t v) {
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
-  std::memcpy(p, &v, 4);
 }
 
 }  // namespace
@@ -44,26 +38,7 @@ void serialize_bytes_into(std::span<const std::string_view> elements, std::span<
     throw SharedMemoryError("cannot serialize BYTES tensor: output holds " + std::to_string(out.size()) +
                             " bytes, the tensor needs " + std::to_string(needed));
   }
-  std::byte* p = out.data();
-  if (needed < detail::kParallelThreshold) {
-    for (const std::string_view e : elements) {
-      store_le32(p, static_cast<uint32_t>(e.size()));
-      p += 4;
-      if (!e.empty()) std::memcpy(p, e.data(), e.size());
-      p += e.size();
-    }
-    return;
-  }
-  // Large tensors (big elements): write the lengths, then copy the element
-  // bytes on several threads; the first touch of fresh output pages is most
-  // of the cost, and page faults proceed in parallel.
-  std::vector<std::byte*> destinations(elements.size());
-  for (std::size_t i = 0; i < elements.size(); ++i) {
-    store_le32(p, static_cast<uint32_t>(elements[i].size()));
-    destinations[i] = p + 4;
-    p += 4 + elements[i].size();
-  }
-  if (detail::copy_each_guarded(elements, destinations)) {
+  if (detail::serialize_bytes_guarded(elements, out.data())) {
     throw SharedMemoryError("cannot serialize BYTES tensor: an element's memory stopped being readable");
   }
 }

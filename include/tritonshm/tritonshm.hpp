@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tritonshm/arena.hpp"
+#include "tritonshm/copy_engine.hpp"
 #include "tritonshm/creation_tags.hpp"
 #include "tritonshm/error.hpp"
 #include "tritonshm/inventory.hpp"
