@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import struct
-from typing import Any, Dict, List
+import time
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 
 import tritonshm as ours
+from tritonshm import _core
 
 from .timing import calls_for, interleaved, summary, time_per_call
 
@@ -34,9 +37,25 @@ def _ref_destroy(handle) -> None:
     ref.destroy_shared_memory_region(handle)
 
 
+def limit_probe(dst: np.ndarray, src: np.ndarray) -> Dict[str, Callable[[], None]]:
+    """What this machine can do for one copy into dst, in the same run as the
+    libraries: memcpy and streaming stores, on one thread and on as many as
+    the engine uses, each the bare kernel (no guard, no checks)."""
+    isa = _core.supported_isas()[0]
+    probes = {
+        "limit: memcpy": lambda: _core.copy_with("cached", isa, 1, dst, src),
+        f"limit: streaming ({isa})": lambda: _core.copy_with("streaming", isa, 1, dst, src),
+    }
+    threads = max(2, int(ours.copy_engine()["threads"]))
+    if src.nbytes >= 1 << 20:  # below, starting threads costs more than any copy
+        probes[f"limit: memcpy x{threads}"] = lambda: _core.copy_with("cached", isa, threads, dst, src)
+        probes[f"limit: streaming ({isa}) x{threads}"] = lambda: _core.copy_with("streaming", isa, threads, dst, src)
+    return probes
+
+
 def bench_set(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
-    """set_shared_memory_region into a warm region, against tritonclient and a
-    plain copy (np.copyto, i.e. memcpy) into the same already-touched memory."""
+    """set_shared_memory_region into a warm region, against tritonclient and the
+    limit probe (the bare copy kernels into the same already-touched memory)."""
     rows = []
     for size in sizes:
         src = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
@@ -46,15 +65,17 @@ def bench_set(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
         ours.set_shared_memory_region(h_ours, [src])
         ref.set_shared_memory_region(h_ref, [src])  # touch every page once: warm
         n = calls_for(size / 5e9 + 2e-6, budget=0.05)
+
+        def timed(fn: Callable[[], object]) -> Callable[[], float]:
+            return lambda: time_per_call(fn, n)
+
+        contenders = {
+            "tritonshm": timed(lambda: ours.set_shared_memory_region(h_ours, [src])),
+            "tritonclient": timed(lambda: ref.set_shared_memory_region(h_ref, [src])),
+        }
+        contenders.update({name: timed(fn) for name, fn in limit_probe(limit_dst, src).items()})
         try:
-            samples = interleaved(
-                {
-                    "tritonshm": lambda: time_per_call(lambda: ours.set_shared_memory_region(h_ours, [src]), n),
-                    "tritonclient": lambda: time_per_call(lambda: ref.set_shared_memory_region(h_ref, [src]), n),
-                    "memcpy": lambda: time_per_call(lambda: np.copyto(limit_dst, src), n),
-                },
-                repeat,
-            )
+            samples = interleaved(contenders, repeat)
         finally:
             limit_dst = None  # drop the view so the region can go
             ours.destroy_shared_memory_region(h_ours)
@@ -63,55 +84,73 @@ def bench_set(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
     return rows
 
 
+MADV_POPULATE_WRITE = 23  # Linux 5.14+; Python's mmap module does not name it
+
+
+def _kernel_populate(size: int) -> float:
+    """Seconds the kernel takes to give a fresh tmpfs object of `size` bytes
+    its pages, mapped writable (allocation, zeroing, page tables): the floor
+    of any first touch, with no copy and no library involved."""
+    fd = os.memfd_create("tshm_bench_floor")
+    try:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size) as m:
+            t0 = time.perf_counter()
+            m.madvise(MADV_POPULATE_WRITE)
+            return time.perf_counter() - t0
+    finally:
+        os.close(fd)
+
+
 def bench_set_first_touch(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
-    """set into a region created just before (its pages not yet touched); the
-    create time is reported beside it, since reserving or prefaulting moves
-    work from the first write into creation."""
+    """Create a region and write it once (its pages never touched before): the
+    whole of create + first set, with the create's share beside it, since
+    reserving or prefaulting moves work from the first write into creation.
+    Against tritonclient, and the kernel's own cost of providing the pages."""
     rows = []
     for size in sizes:
         src = np.ones(size, dtype=np.uint8)
+        create_times: Dict[str, List[float]] = {}
 
-        def ours_sample(**options):
-            def sample():
-                import time
-
+        def ours_sample(name: str, **options: bool) -> Callable[[], float]:
+            def sample() -> float:
                 t0 = time.perf_counter()
                 h = ours.create_shared_memory_region("b", key("ft"), size, **options)
                 t1 = time.perf_counter()
                 ours.set_shared_memory_region(h, [src])
                 t2 = time.perf_counter()
                 ours.destroy_shared_memory_region(h)
-                create_times.setdefault(str(options), []).append(t1 - t0)
-                return t2 - t1
+                create_times.setdefault(name, []).append(t1 - t0)
+                return t2 - t0
 
             return sample
 
-        def ref_sample():
-            import time
-
+        def ref_sample() -> float:
             t0 = time.perf_counter()
             h = ref.create_shared_memory_region("b", key("ftr"), size)
             t1 = time.perf_counter()
             ref.set_shared_memory_region(h, [src])
             t2 = time.perf_counter()
             _ref_destroy(h)
-            create_times.setdefault("ref", []).append(t1 - t0)
-            return t2 - t1
+            create_times.setdefault("tritonclient", []).append(t1 - t0)
+            return t2 - t0
 
-        create_times: Dict[str, List[float]] = {}
         samples = interleaved(
             {
-                "tritonshm": ours_sample(),
-                "tritonshm_prefault": ours_sample(prefault=True),
+                "tritonshm": ours_sample("tritonshm"),
+                "tritonshm reserve": ours_sample("tritonshm reserve", reserve=True),
+                "tritonshm prefault": ours_sample("tritonshm prefault", prefault=True),
                 "tritonclient": ref_sample,
+                "kernel: populate pages only": lambda: _kernel_populate(size),
             },
             repeat,
         )
-        create_key = {"tritonshm": "{}", "tritonshm_prefault": "{'prefault': True}", "tritonclient": "ref"}
+        pages = size // mmap.PAGESIZE
         for c, s in samples.items():
-            rows.append(
-                row("set_first_touch", size, c, s, create_median=summary(create_times[create_key[c]])["median"])
-            )
+            extra: Dict[str, Any] = {"per_page_median": summary(s)["median"] / pages}
+            if c in create_times:
+                extra["create_median"] = summary(create_times[c])["median"]
+            rows.append(row("create_first_set", size, c, s, **extra))
     return rows
 
 

@@ -126,9 +126,9 @@ void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, std::string_vie
 
 namespace {
 
-// numpy's scalar types and their descriptors, filled on first use. Both are
-// held for the life of the process (types are immortal in practice).
-struct ScalarTypeCache {
+// Data type arguments seen before and their descriptors, filled on first use
+// (at most kSize). Both are held for the life of the process.
+struct DtypeCache {
   static constexpr std::size_t kSize = 32;
   PyObject* types[kSize] = {};
   PyArray_Descr* descrs[kSize] = {};
@@ -153,19 +153,21 @@ struct ScalarTypeCache {
 
 nb::object parse_dtype(nb::handle datatype, std::string_view key) {
   if (PyArray_DescrCheck(datatype.ptr())) return nb::borrow(datatype);
-  // Only numpy's own scalar types are cached: their descriptors never change.
-  // Called with the GIL held, which guards the cache.
-  static ScalarTypeCache cache;
+  // Cached by identity: numpy's own scalar types, whose descriptors never
+  // change, and exact str objects (immutable, and held by the cache, so no
+  // other object can take their address). The GIL guards the cache.
+  static DtypeCache cache;
   if (PyArray_Descr* cached = cache.find(datatype.ptr())) return nb::borrow(reinterpret_cast<PyObject*>(cached));
-  const bool scalar_type = PyType_Check(datatype.ptr()) &&
-                           PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(datatype.ptr()), &PyGenericArrType_Type);
+  const bool cacheable = PyUnicode_CheckExact(datatype.ptr()) ||
+                         (PyType_Check(datatype.ptr()) &&
+                          PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(datatype.ptr()), &PyGenericArrType_Type));
   PyArray_Descr* descr = nullptr;
   if (!PyArray_DescrConverter(datatype.ptr(), &descr)) {
     PyErr_Clear();
     throw SharedMemoryError(Operation::read, std::string(key),
                             nb::cast<std::string>(nb::repr(datatype)) + " is not a numpy data type");
   }
-  if (scalar_type) cache.add(datatype.ptr(), descr);
+  if (cacheable) cache.add(datatype.ptr(), descr);
   return nb::steal(reinterpret_cast<PyObject*>(descr));
 }
 

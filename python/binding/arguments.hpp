@@ -59,8 +59,8 @@ Shape parse_shape(nb::handle shape, std::string_view key);
 // Throws unless numpy can make an array of this shape with `itemsize`-byte items.
 void check_numpy_can_hold(const Shape& shape, uint64_t itemsize, std::string_view key);
 
-// A numpy data type (new reference). The numpy scalar types (np.float32, ...)
-// and descriptors are looked up without numpy's general converter.
+// A numpy data type (new reference). Descriptors, numpy's scalar types
+// (np.float32, ...) and str names seen before skip numpy's general converter.
 nb::object parse_dtype(nb::handle datatype, std::string_view key);
 
 }  // namespace tritonshm::binding

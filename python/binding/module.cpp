@@ -10,4 +10,5 @@ NB_MODULE(_core, m) {
   bind_codecs(m);
   bind_inventory(m);
   bind_arena(m);
+  bind_copy_engine(m);
 }

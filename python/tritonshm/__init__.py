@@ -5,7 +5,7 @@
 of ``tritonclient.utils`` are here too.
 """
 
-from ._core import SharedMemoryException
+from ._core import SharedMemoryException, copy_engine
 from .shared_memory import (
     SharedMemoryRegion,
     attach_shared_memory_region,
@@ -33,6 +33,7 @@ __all__ = [
     "SharedMemoryException",
     "SharedMemoryRegion",
     "attach_shared_memory_region",
+    "copy_engine",
     "create_shared_memory_region",
     "destroy_shared_memory_region",
     "deserialize_bf16_tensor",

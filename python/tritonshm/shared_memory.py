@@ -14,6 +14,8 @@ import numpy.typing as npt
 
 from . import _core
 from ._core import SharedMemoryException
+from ._core import get_contents as _get_contents  # a global, not an attribute lookup per call: get is ~0.4 us
+from ._core import set_region as _set_region
 
 __all__ = [
     "SharedMemoryException",
@@ -94,7 +96,7 @@ def set_shared_memory_region(
     Raises SharedMemoryException if unable to mmap or set values in the system
     shared memory region.
     """
-    _core.set_region(shm_handle, input_values, offset)
+    _set_region(shm_handle, input_values, offset)
 
 
 def get_contents_as_numpy(
@@ -107,7 +109,7 @@ def get_contents_as_numpy(
     ``destroy_shared_memory_region``. For ``np.object_`` or ``np.bytes_`` the
     region holds a BYTES tensor, decoded into an object array of ``bytes``.
     """
-    return _core.get_contents(shm_handle, datatype, shape, offset)
+    return _get_contents(shm_handle, datatype, shape, offset)
 
 
 def attach_shared_memory_region(triton_shm_name: str, shm_key: str) -> SharedMemoryRegion:

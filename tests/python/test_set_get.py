@@ -20,6 +20,18 @@ def test_set_then_get_round_trips_every_fixed_dtype(region):
         np.testing.assert_array_equal(out, value)
 
 
+def test_every_spelling_of_a_dtype_gives_that_dtype_again_and_again(region):
+    # get caches dtype arguments by identity: each spelling, repeated, and
+    # more spellings than the cache holds, must still give the right type.
+    spellings = [np.float32, np.dtype("float32"), "float32", "f4", "<f4", np.single]
+    spellings += ["".join(["int", str(bits)]) for bits in (8, 16, 32, 64)] * 10  # distinct str objects
+    spellings += [f"V{n}" for n in range(1, 40)] + ["U2"]
+    for _ in range(3):
+        for spelling in spellings:
+            out = shm.get_contents_as_numpy(region, spelling, [2])
+            assert out.dtype == np.dtype(spelling), spelling
+
+
 def test_arrays_in_list_are_written_back_to_back(region):
     a = np.arange(3, dtype=np.int32)
     b = np.array([1.5, 2.5], dtype=np.float64)
