@@ -110,6 +110,7 @@ COLORS = {
     "tritonclient": "tab:orange",
     "machine's best copy (limit probe)": "tab:green",
     "kernel: populate pages only": "tab:gray",
+    "kernel: fallocate + populate": "tab:brown",
 }
 
 
