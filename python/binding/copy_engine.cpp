@@ -70,8 +70,8 @@ void bind_copy_engine(nb::module_& m) {
         d["threads"] = e.threads;
         return d;
       },
-      "How large copies run in this process: the streaming-store instruction set, the sizes from which copies "
-      "stream and split across threads, and the thread count.");
+      nb::sig("def copy_engine() -> dict[str, typing.Any]"),
+      "How large copies run in this process (tritonshm.copy_engine() gives it typed).");
   m.def(
       "supported_isas",
       [] {

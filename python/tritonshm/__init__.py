@@ -5,7 +5,8 @@
 of ``tritonclient.utils`` are here too.
 """
 
-from ._core import SharedMemoryException, copy_engine
+from ._core import SharedMemoryException
+from .engine import CopyEngine, copy_engine
 from .shared_memory import (
     SharedMemoryRegion,
     attach_shared_memory_region,
@@ -30,6 +31,7 @@ SharedMemoryException.__module__ = "tritonshm"  # as tracebacks and reprs show i
 __version__ = "0.1.0"
 
 __all__ = [
+    "CopyEngine",
     "SharedMemoryException",
     "SharedMemoryRegion",
     "attach_shared_memory_region",
