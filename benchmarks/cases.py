@@ -109,7 +109,8 @@ def _kernel_populate(size: int, allocate_first: bool) -> float:
 def bench_set_first_touch(sizes: List[int], repeat: int) -> List[Dict[str, Any]]:
     """Create a region and write it once (its pages never touched before): the
     whole of create + first set, with the create's share beside it, since
-    reserving or prefaulting moves work from the first write into creation.
+    reserving (the default) or prefaulting moves work from the first write into
+    creation.
     Against tritonclient, and the kernel's own cost of providing the pages."""
     rows = []
     for size in sizes:
@@ -142,7 +143,7 @@ def bench_set_first_touch(sizes: List[int], repeat: int) -> List[Dict[str, Any]]
         samples = interleaved(
             {
                 "tritonshm": ours_sample("tritonshm"),
-                "tritonshm reserve": ours_sample("tritonshm reserve", reserve=True),
+                "tritonshm reserve=False": ours_sample("tritonshm reserve=False", reserve=False),
                 "tritonshm prefault": ours_sample("tritonshm prefault", prefault=True),
                 "tritonclient": ref_sample,
                 "kernel: populate pages only": lambda: _kernel_populate(size, allocate_first=False),

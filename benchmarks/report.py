@@ -105,7 +105,7 @@ def write_json(path: str, rows: List[Dict[str, Any]]) -> None:
 
 COLORS = {
     "tritonshm": "tab:blue",
-    "tritonshm reserve": "tab:cyan",
+    "tritonshm reserve=False": "tab:cyan",
     "tritonshm prefault": "tab:purple",
     "tritonclient": "tab:orange",
     "machine's best copy (limit probe)": "tab:green",
