@@ -1,5 +1,6 @@
 #include "stream_copy.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
