@@ -63,13 +63,14 @@ std::optional<Fault> probe_readable(const std::byte* p) noexcept {
   return guarded(read);
 }
 
-std::optional<Fault> copy_guarded(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+std::optional<Fault> copy_guarded(std::byte* dst, const std::byte* src, std::size_t n, Destination to) noexcept {
   if (n == 0) return std::nullopt;
   if (n < kStreamThreshold) {
     auto copy = [&]() noexcept { std::memcpy(dst, src, n); };
     return guarded(copy);
   }
-  const StoreIsa isa = copy_engine().isa;
+  // A local destination is copied with memcpy, which the portable "isa" is.
+  const StoreIsa isa = to == Destination::shared ? copy_engine().isa : StoreIsa::portable;
   FirstFault fault;
   split(n, kCopyThreadThreshold, [&](std::size_t begin, std::size_t length) noexcept {
     auto copy = [&]() noexcept { stream_copy(isa, dst + begin, src + begin, length); };
@@ -80,10 +81,10 @@ std::optional<Fault> copy_guarded(std::byte* dst, const std::byte* src, std::siz
 }
 
 std::optional<Fault> copy_each_guarded(std::span<const std::string_view> sources,
-                                       std::span<std::byte* const> destinations) noexcept {
+                                       std::span<std::byte* const> destinations, Destination to) noexcept {
   std::size_t total = 0;
   for (const std::string_view s : sources) total += s.size();
-  const bool stream = total >= kStreamThreshold;
+  const bool stream = to == Destination::shared && total >= kStreamThreshold;
   if (total < kCopyThreadThreshold) return copy_elements(sources, destinations, 0, sources.size(), stream);
   // Threads split by bytes: an element belongs to the thread whose share holds
   // its first byte.
@@ -104,11 +105,12 @@ std::optional<Fault> copy_each_guarded(std::span<const std::string_view> sources
   return fault.get();
 }
 
-std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements, std::byte* out) noexcept {
+std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements, std::byte* out,
+                                             Destination to) noexcept {
   std::size_t total = 0;
   for (const std::string_view e : elements) total += e.size();
   std::vector<std::byte*> destinations;
-  if (total >= kStreamThreshold) {
+  if (total >= (to == Destination::shared ? kStreamThreshold : kCopyThreadThreshold)) {
     try {
       destinations.resize(elements.size());
     } catch (...) {
@@ -127,7 +129,7 @@ std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> e
     return guarded(serialize);
   }
   // Large tensors: the lengths first, then the element bytes with the copy
-  // engine (streamed, and on several threads when large enough).
+  // engine (streamed into a region, and on several threads when large enough).
   auto lengths = [&]() noexcept {
     std::byte* p = out;
     for (std::size_t i = 0; i < elements.size(); ++i) {
@@ -137,7 +139,7 @@ std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> e
     }
   };
   if (auto fault = guarded(lengths)) return fault;
-  return copy_each_guarded(elements, destinations);
+  return copy_each_guarded(elements, destinations, to);
 }
 
 }  // namespace tritonshm::detail

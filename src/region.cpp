@@ -112,7 +112,7 @@ void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> 
   check_bounds(offset, total, Operation::set);
   std::byte* dst = data() + offset;
   for (const auto& part : parts) {
-    if (auto fault = detail::copy_guarded(dst, part.data(), part.size())) {
+    if (auto fault = detail::copy_guarded(dst, part.data(), part.size(), detail::Destination::shared)) {
       throw_fault(fault->address, part.data(), offset, total, Operation::set);
     }
     dst += part.size();
@@ -127,15 +127,15 @@ void Region::write(uint64_t offset, const void* data, uint64_t length) const {
 void Region::write_bytes(uint64_t offset, std::span<const std::string_view> elements) const {
   const uint64_t total = with_operation(Operation::set, key(), [&] { return serialized_bytes_size(elements); });
   check_bounds(offset, total, Operation::set);
-  if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset)) {
+  if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset, detail::Destination::shared)) {
     throw_fault(fault->address, nullptr, offset, total, Operation::set);
   }
 }
 
 void Region::read(uint64_t offset, void* out, uint64_t length) const {
   check_bounds(offset, length, Operation::read);
-  if (auto fault =
-          detail::copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length))) {
+  if (auto fault = detail::copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length),
+                                        detail::Destination::local)) {
     throw_fault(fault->address, out, offset, length, Operation::read);
   }
 }
@@ -159,7 +159,7 @@ std::vector<std::string_view> Region::read_bytes(uint64_t offset, uint64_t count
 }
 
 void Region::copy_out(std::span<const std::string_view> elements, std::span<std::byte* const> destinations) const {
-  if (auto fault = detail::copy_each_guarded(elements, destinations)) {
+  if (auto fault = detail::copy_each_guarded(elements, destinations, detail::Destination::local)) {
     throw_fault(fault->address, nullptr, 0, size(), Operation::read);
   }
 }

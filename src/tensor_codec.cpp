@@ -38,13 +38,13 @@ void serialize_bytes_into(std::span<const std::string_view> elements, std::span<
     throw SharedMemoryError("cannot serialize BYTES tensor: output holds " + std::to_string(out.size()) +
                             " bytes, the tensor needs " + std::to_string(needed));
   }
-  if (detail::serialize_bytes_guarded(elements, out.data())) {
+  if (detail::serialize_bytes_guarded(elements, out.data(), detail::Destination::local)) {
     throw SharedMemoryError("cannot serialize BYTES tensor: an element's memory stopped being readable");
   }
 }
 
 void copy_elements(std::span<const std::string_view> elements, std::span<std::byte* const> destinations) {
-  if (detail::copy_each_guarded(elements, destinations)) {
+  if (detail::copy_each_guarded(elements, destinations, detail::Destination::local)) {
     throw SharedMemoryError("copying BYTES elements: an element's memory stopped being readable");
   }
 }

@@ -1,10 +1,11 @@
 // The copy engine: how tensor bytes move into and out of regions.
 //
-// Small copies are memcpy. From stream_threshold on, the destination is
-// written with streaming (non-temporal) stores: a region is read later by
-// another process, so pulling its lines into this core's cache first (the
-// read-for-ownership of ordinary stores) is pure waste. From thread_threshold
-// on, the copy is split across threads. Every streaming copy ends with a store
+// Small copies are memcpy. From stream_threshold on, a region is written with
+// streaming (non-temporal) stores: it is read later by another process, so
+// pulling its lines into this core's cache first (the read-for-ownership of
+// ordinary stores) is pure waste. Copies out of a region into this process's
+// memory keep ordinary stores (this process reads them next). From
+// thread_threshold on, either is split across threads. Every streaming copy ends with a store
 // fence, so a reader in another process sees all of it once the call returns.
 // The thresholds were measured on the development machine (see the README,
 // Performance); the instruction set is chosen at run time.
