@@ -2,7 +2,8 @@
 # One command on a fresh machine: installs what is missing, then runs every
 # test. .ci/run calls it. Stages:
 #   0. style and types: ruff (lint, format), clang-format, mypy on the package
-#   1. C++ tests (GoogleTest via CTest)
+#   1. C++ tests (GoogleTest via CTest), and the copy engine's tests again as
+#      non-x86 machines build it (TRITONSHM_NO_SIMD)
 #   2. the same C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. libFuzzer on the BYTES and BF16 decoders, bounded in time (clang)
 #   4. the Python suite (pytest: API, processes, faults, properties, CLI, C++ package, e2e)
@@ -38,6 +39,11 @@ log "1. C++ tests (GoogleTest via CTest)"
 cmake -S "$ROOT" -B "$ROOT/build-tests" -G Ninja -DTRITONSHM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$ROOT/build-tests"
 (cd "$ROOT/build-tests" && ctest --output-on-failure -j2)
+# The copy engine as non-x86 machines build it (memcpy only), on this machine.
+cmake -S "$ROOT" -B "$ROOT/build-portable" -G Ninja -DTRITONSHM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS=-DTRITONSHM_NO_SIMD >/dev/null
+cmake --build "$ROOT/build-portable" --target tritonshm_tests
+"$ROOT/build-portable/tests/cpp/tritonshm_tests" --gtest_filter='CopyEngine.*:Region.Shrink*' --gtest_brief=1
 
 log "2. C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DTRITONSHM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Debug \

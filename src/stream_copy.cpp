@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) || defined(__i386__)
+// TRITONSHM_NO_SIMD builds the portable path on x86 too: CI compiles it that
+// way to check what non-x86 machines build.
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(TRITONSHM_NO_SIMD)
 #include <immintrin.h>
 #define TRITONSHM_X86 1
 #endif
