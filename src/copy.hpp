@@ -47,10 +47,11 @@ enum class Destination {
                                                      std::span<std::byte* const> destinations, Destination to) noexcept;
 
 // Writes `elements` as a serialized BYTES tensor at out, which has room for
-// serialized_bytes_size(elements) bytes (the caller checked that every
-// element fits its 4-byte length). Guarded and fenced as above.
+// its serialized_size bytes: serialized_bytes_size(elements), which the caller
+// computed (and so checked that every element fits its 4-byte length).
+// Guarded and fenced as above.
 [[nodiscard]] std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements, std::byte* out,
-                                                           Destination to) noexcept;
+                                                           std::size_t serialized_size, Destination to) noexcept;
 
 // Reads the byte at p under the guard: the fault if its page is not backed
 // (the object was shrunk below it). No system call unless the page is not yet

@@ -127,7 +127,8 @@ void Region::write(uint64_t offset, const void* data, uint64_t length) const {
 void Region::write_bytes(uint64_t offset, std::span<const std::string_view> elements) const {
   const uint64_t total = with_operation(Operation::set, key(), [&] { return serialized_bytes_size(elements); });
   check_bounds(offset, total, Operation::set);
-  if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset, detail::Destination::shared)) {
+  if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset, static_cast<std::size_t>(total),
+                                                   detail::Destination::shared)) {
     throw_fault(fault->address, nullptr, offset, total, Operation::set);
   }
 }

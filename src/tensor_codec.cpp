@@ -38,7 +38,7 @@ void serialize_bytes_into(std::span<const std::string_view> elements, std::span<
     throw SharedMemoryError("cannot serialize BYTES tensor: output holds " + std::to_string(out.size()) +
                             " bytes, the tensor needs " + std::to_string(needed));
   }
-  if (detail::serialize_bytes_guarded(elements, out.data(), detail::Destination::local)) {
+  if (detail::serialize_bytes_guarded(elements, out.data(), out.size(), detail::Destination::local)) {
     throw SharedMemoryError("cannot serialize BYTES tensor: an element's memory stopped being readable");
   }
 }

@@ -143,3 +143,28 @@ TEST(CopyEngine, LargeBytesTensorSerializesExactlyAndIsGuarded) {
   EXPECT_THROW(region->write_bytes(8, elements), SharedMemoryError);
   region->remove_if_owned();
 }
+
+// Mostly short elements with a few long ones (an average under the streaming
+// element size): one pass that streams only the long elements. Byte-exact.
+TEST(CopyEngine, MixedBytesTensorSerializesExactlyInOnePass) {
+  const std::string long_element(std::size_t{4} << 20, 'L');
+  std::vector<std::string> shorts;
+  for (int i = 0; i < 6000; ++i) shorts.push_back(std::to_string(i * 7919));
+  std::vector<std::string_view> elements;
+  for (std::size_t i = 0; i < shorts.size(); ++i) {
+    elements.push_back(shorts[i]);
+    if (i % 2000 == 999) elements.push_back(long_element);
+  }
+  const uint64_t size = serialized_bytes_size(elements);
+  ASSERT_GE(size, copy_engine().stream_threshold);  // streamed: the long ones
+  ASSERT_LT(size / elements.size(), 4096u);         // but in one pass
+  const std::vector<std::byte> expected = serialize_bytes(elements);
+  KeyJar jar;
+  auto region = Region::create(jar.make(), size + 3);
+  region->write_bytes(3, elements);
+  EXPECT_EQ(std::memcmp(region->data() + 3, expected.data(), size), 0);
+  const std::vector<std::string_view> back = region->read_bytes(3, elements.size());
+  ASSERT_EQ(back.size(), elements.size());
+  for (std::size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], elements[i]) << i;
+  region->remove_if_owned();
+}
