@@ -135,6 +135,23 @@ TRITON_COLORS = {
 }
 
 
+def _plot_lines(ax: Any, by: Dict[str, List[tuple]], colors: Dict[str, str]) -> None:
+    """One line per contender over sizes (log2 axis): tritonshm thick, the
+    machine's and the kernel's limits dashed."""
+    for name, points in by.items():
+        points.sort()
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            label=name,
+            color=colors.get(name),
+            linestyle="--" if name.startswith(("machine", "kernel")) else "-",
+            linewidth=2.5 if name == "tritonshm" else 1.2,
+        )
+    ax.set_xscale("log", base=2)
+
+
 def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
     """Per-request latency against a real Triton server, by input size."""
     triton_rows = [r for r in rows if r["case"] == "triton_infer"]
@@ -147,17 +164,7 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
     by: Dict[str, List[tuple]] = {}
     for r in triton_rows:
         by.setdefault(r["contender"], []).append((r["size"], r["median"] * 1e3))
-    for name, points in by.items():
-        points.sort()
-        ax.plot(
-            [p[0] for p in points],
-            [p[1] for p in points],
-            marker="o",
-            label=name,
-            color=TRITON_COLORS.get(name),
-            linewidth=2.5 if name == "tritonshm" else 1.2,
-        )
-    ax.set_xscale("log", base=2)
+    _plot_lines(ax, by, TRITON_COLORS)
     ax.set_yscale("log")
     ax.set_xlabel("input size (bytes; the output is as large)")
     ax.set_ylabel("latency per request (ms, median)")
@@ -193,18 +200,7 @@ def chart(path: str, rows: List[Dict[str, Any]]) -> bool:
             for name, r in group.items():
                 if not name.startswith("limit:"):
                     by.setdefault(name, []).append((size, size / r["median"] / 1e9))
-        for name, points in by.items():
-            points.sort()
-            ax.plot(
-                [p[0] for p in points],
-                [p[1] for p in points],
-                marker="o",
-                label=name,
-                color=COLORS.get(name),
-                linestyle="--" if name.startswith(("machine", "kernel")) else "-",
-                linewidth=2.5 if name == "tritonshm" else 1.2,
-            )
-        ax.set_xscale("log", base=2)
+        _plot_lines(ax, by, COLORS)
         ax.set_xlabel("tensor size (bytes)")
         ax.set_ylabel("throughput (GB/s, median)")
         ax.set_title(title)

@@ -35,21 +35,23 @@ void store_le32(std::byte* p, uint32_t v) noexcept {
   std::memcpy(p, &v, 4);
 }
 
+// One element of a BYTES tensor: streamed when `stream` and long, else memcpy.
+inline void put_element(bool stream, StoreIsa isa, std::byte* to, std::string_view element) noexcept {
+  const auto* from = reinterpret_cast<const std::byte*>(element.data());
+  if (stream && element.size() >= kStreamElementMin) {
+    stream_copy(isa, to, from, element.size());
+  } else if (!element.empty()) {
+    std::memcpy(to, from, element.size());
+  }
+}
+
 // Copies elements [first, last) under one guard, streaming the long ones when
 // `stream`, and fences this thread's stores.
 std::optional<Fault> copy_elements(std::span<const std::string_view> sources, std::span<std::byte* const> destinations,
                                    std::size_t first, std::size_t last, bool stream) noexcept {
   const StoreIsa isa = copy_engine().isa;
   auto copy = [&]() noexcept {
-    for (std::size_t i = first; i < last; ++i) {
-      const std::string_view s = sources[i];
-      const auto* from = reinterpret_cast<const std::byte*>(s.data());
-      if (stream && s.size() >= kStreamElementMin) {
-        stream_copy(isa, destinations[i], from, s.size());
-      } else if (!s.empty()) {
-        std::memcpy(destinations[i], from, s.size());
-      }
-    }
+    for (std::size_t i = first; i < last; ++i) put_element(stream, isa, destinations[i], sources[i]);
   };
   auto fault = guarded(copy);  // one jump point for the whole run of elements
   if (stream) store_fence(isa);
@@ -129,12 +131,7 @@ std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> e
       std::byte* p = out;
       for (const std::string_view e : elements) {
         store_le32(p, static_cast<uint32_t>(e.size()));
-        const auto* from = reinterpret_cast<const std::byte*>(e.data());
-        if (Stream && e.size() >= kStreamElementMin) {
-          stream_copy(isa, p + 4, from, e.size());
-        } else if (!e.empty()) {
-          std::memcpy(p + 4, from, e.size());
-        }
+        put_element(Stream, isa, p + 4, e);
         p += 4 + e.size();
       }
     };

@@ -1,7 +1,6 @@
 #include "tritonshm/copy_engine.hpp"
 
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "copy.hpp"
@@ -17,11 +16,8 @@ namespace {
 StoreIsa engine_isa() noexcept {
   const StoreIsa cpu = detail::cpu_isa();
   const char* env = std::getenv("TRITONSHM_COPY_ISA");
-  if (env == nullptr) return cpu;
-  for (const StoreIsa isa : {StoreIsa::portable, StoreIsa::sse2, StoreIsa::avx2, StoreIsa::avx512}) {
-    if (isa_name(isa) == env) return isa < cpu ? isa : cpu;
-  }
-  return cpu;
+  const std::optional<StoreIsa> asked = env != nullptr ? isa_named(env) : std::nullopt;
+  return asked && *asked < cpu ? *asked : cpu;
 }
 
 }  // namespace
@@ -37,6 +33,13 @@ std::string_view isa_name(StoreIsa isa) noexcept {
     default:
       return "portable";
   }
+}
+
+std::optional<StoreIsa> isa_named(std::string_view name) noexcept {
+  for (const StoreIsa isa : {StoreIsa::portable, StoreIsa::sse2, StoreIsa::avx2, StoreIsa::avx512}) {
+    if (isa_name(isa) == name) return isa;
+  }
+  return std::nullopt;
 }
 
 const CopyEngine& copy_engine() noexcept {
@@ -56,21 +59,14 @@ void copy_with(CopyMethod method, StoreIsa isa, std::size_t threads, void* dst, 
     throw SharedMemoryError("copy_with: this CPU has no " + std::string(isa_name(isa)) +
                             " streaming stores (best: " + std::string(isa_name(detail::cpu_isa())) + ")");
   }
+  if (n == 0) return;
   auto* d = static_cast<std::byte*>(dst);
   const auto* s = static_cast<const std::byte*>(src);
-  auto kernel = [&](std::size_t begin, std::size_t length) noexcept {
-    if (method == CopyMethod::cached) {
-      std::memcpy(d + begin, s + begin, length);
-    } else {
-      detail::stream_copy(isa, d + begin, s + begin, length);
-      detail::store_fence(isa);
-    }
-  };
-  if (threads <= 1 || n == 0) {
-    kernel(0, n);
-    return;
-  }
-  detail::split_into(n, threads, kernel);
+  const StoreIsa kernel = method == CopyMethod::cached ? StoreIsa::portable : isa;  // portable: memcpy
+  detail::split_into(n, threads, [&](std::size_t begin, std::size_t length) noexcept {
+    detail::stream_copy(kernel, d + begin, s + begin, length);
+    detail::store_fence(kernel);
+  });
 }
 
 }  // namespace tritonshm

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +23,8 @@ namespace tritonshm {
 enum class StoreIsa { portable, sse2, avx2, avx512 };
 
 std::string_view isa_name(StoreIsa isa) noexcept;
+// The instruction set isa_name() calls `name`, if any.
+std::optional<StoreIsa> isa_named(std::string_view name) noexcept;
 
 struct CopyEngine {
   StoreIsa isa;                  // the best this CPU has, capped by TRITONSHM_COPY_ISA if set

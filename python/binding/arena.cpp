@@ -42,24 +42,15 @@ uint64_t write_array(nb::handle self, uint64_t offset, nb::handle array) {
   Buffer buffer(contiguous.ptr(), Operation::set, lease.key());
   const std::span<const std::byte> bytes = buffer.bytes();
   check_in_lease(lease, offset, bytes.size(), Operation::set);
-  if (bytes.size() > kReleaseGilAbove) {
-    nb::gil_scoped_release release;
-    lease.region()->write(lease.offset() + offset, bytes.data(), bytes.size());
-  } else {
-    lease.region()->write(lease.offset() + offset, bytes.data(), bytes.size());
-  }
+  without_gil_above(bytes.size(), [&] { lease.region()->write(lease.offset() + offset, bytes.data(), bytes.size()); });
   return bytes.size();
 }
 
 void write_bytes(nb::handle self, uint64_t offset, const BytesElements& elements) {
   const Lease& lease = lease_of(self);
   check_in_lease(lease, offset, elements.serialized_size, Operation::set);
-  if (elements.serialized_size > kReleaseGilAbove) {
-    nb::gil_scoped_release release;
-    lease.region()->write_bytes(lease.offset() + offset, elements.views);
-  } else {
-    lease.region()->write_bytes(lease.offset() + offset, elements.views);
-  }
+  without_gil_above(elements.serialized_size,
+                    [&] { lease.region()->write_bytes(lease.offset() + offset, elements.views); });
 }
 
 nb::object read(nb::handle self, uint64_t offset, nb::handle datatype, nb::handle shape, bool copy) {

@@ -36,12 +36,7 @@ nb::object bytes_object_array(std::span<const npy_intp> dims, std::span<const st
     }
     const auto part = elements.subspan(first, count);
     const auto into = std::span<std::byte* const>(destinations.data(), count);
-    if (bytes > kReleaseGilAbove) {
-      nb::gil_scoped_release release;
-      copy(part, into);
-    } else {
-      copy(part, into);
-    }
+    without_gil_above(bytes, [&] { copy(part, into); });
   }
   return result;
 }
@@ -101,17 +96,12 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
   }
   Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
   if (owner == TensorOwner::copy) {
-    PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.ndim),
-                                         const_cast<npy_intp*>(shape.dims_storage), nullptr, nullptr, 0, nullptr);
+    PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
+                                         const_cast<npy_intp*>(shape.dims().data()), nullptr, nullptr, 0, nullptr);
     if (arr == nullptr) throw nb::python_error();
     nb::object result = nb::steal(arr);
     void* out = PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr));
-    if (nbytes > kReleaseGilAbove) {
-      nb::gil_scoped_release release;
-      region.read(offset, out, nbytes);
-    } else {
-      region.read(offset, out, nbytes);
-    }
+    without_gil_above(nbytes, [&] { region.read(offset, out, nbytes); });
     return result;
   }
   region.check_backed(offset, nbytes, Operation::read);
@@ -120,8 +110,8 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
   // end of an empty region is the one case without an address, so give it one.
   static std::byte empty_tensor_address[16];
   void* data = region.data() != nullptr ? static_cast<void*>(region.data() + offset) : empty_tensor_address;
-  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.ndim),
-                                       const_cast<npy_intp*>(shape.dims_storage), nullptr, data,
+  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
+                                       const_cast<npy_intp*>(shape.dims().data()), nullptr, data,
                                        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);
   if (arr == nullptr) {
     Py_DECREF(base);

@@ -40,6 +40,17 @@ void bind_copy_engine(nb::module_& m);
 // taking it back costs more than the copy.
 inline constexpr std::size_t kReleaseGilAbove = 256 << 10;
 
+// Runs fn, without the GIL when it moves more than kReleaseGilAbove bytes.
+template <class F>
+void without_gil_above(std::size_t bytes, F&& fn) {
+  if (bytes <= kReleaseGilAbove) {
+    fn();
+    return;
+  }
+  nb::gil_scoped_release release;
+  fn();
+}
+
 // The name of a Python object's type, for messages.
 inline std::string py_type_name(nb::handle obj) { return Py_TYPE(obj.ptr())->tp_name; }
 

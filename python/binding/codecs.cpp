@@ -25,12 +25,7 @@ nb::bytes serialize_bytes_tensor(nb::handle array) {
   if (out == nullptr) throw nb::python_error();
   nb::bytes result = nb::steal<nb::bytes>(out);
   std::span<std::byte> dest(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), static_cast<std::size_t>(total));
-  if (total > kReleaseGilAbove) {
-    nb::gil_scoped_release release;
-    serialize_bytes_into(views, dest);
-  } else {
-    serialize_bytes_into(views, dest);
-  }
+  without_gil_above(total, [&] { serialize_bytes_into(views, dest); });
   return result;
 }
 

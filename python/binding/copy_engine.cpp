@@ -13,10 +13,8 @@
 namespace tritonshm::binding {
 namespace {
 
-StoreIsa isa_named(const std::string& name) {
-  for (const StoreIsa isa : {StoreIsa::portable, StoreIsa::sse2, StoreIsa::avx2, StoreIsa::avx512}) {
-    if (isa_name(isa) == name) return isa;
-  }
+StoreIsa parse_isa(const std::string& name) {
+  if (const std::optional<StoreIsa> isa = isa_named(name)) return *isa;
   throw SharedMemoryError("unknown instruction set '" + name + "': portable, sse2, avx2 or avx512");
 }
 
@@ -51,7 +49,7 @@ void copy_with_method(const std::string& method, const std::string& isa, std::si
                             std::to_string(from.bytes().size()));
   }
   const CopyMethod how = method == "cached" ? CopyMethod::cached : CopyMethod::streaming;
-  const StoreIsa with = isa_named(isa);
+  const StoreIsa with = parse_isa(isa);
   nb::gil_scoped_release release;
   copy_with(how, with, threads, to.data(), from.bytes().data(), from.bytes().size());
 }

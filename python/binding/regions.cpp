@@ -205,12 +205,7 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
     parts.push_back(b.bytes());
     total += b.bytes().size();
   }
-  if (total > kReleaseGilAbove) {
-    nb::gil_scoped_release release;
-    region->write(offset, parts);
-  } else {
-    region->write(offset, parts);
-  }
+  without_gil_above(total, [&] { region->write(offset, parts); });
 }
 
 // get_contents_as_numpy: a zero-copy view for fixed-size types (the mapping

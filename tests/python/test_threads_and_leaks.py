@@ -47,7 +47,7 @@ def test_destroy_unmaps_while_the_handle_object_lives(make_key):
     assert mapped_lines() == maps + 1
     del view, again
     assert mapped_lines() == maps
-    assert handle is not None
+    assert handle is not None  # the handle object was alive through the checks above
 
 
 def test_errors_leak_nothing(make_key):
