@@ -16,28 +16,22 @@ read, release) is measured too.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
-import pathlib
 import time
 from typing import Any, Callable, Dict, List
 
 import numpy as np
 
+from .fixture import server_module
 from .timing import interleaved, summary
 
 MODEL = "double_fp32"
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 _keys = itertools.count()
 
 
 def _server_module() -> Any:
-    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "examples" / "pytriton_server.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return server_module()
 
 
 def _server_ns(client: Any) -> tuple:
