@@ -14,9 +14,9 @@ own.
                   PyTriton users declare models (requests are [1, n]); the output's
                   size is not in the configuration. Two instances.
   scale_fixed_<n> the same with the shape fixed at (n,), for n in FIXED_ELEMENTS
-                  (the benchmark table's sizes: 4 KiB .. 64 MiB of FP32); bound only
-                  with --fixed-shape-models / fixed_shape_models=True, as each
-                  model adds about 2 s to the server's start
+                  (the benchmark table's sizes: 4 KiB .. 64 MiB of FP32), or the n
+                  given; bound only when asked (--fixed-shape-models [N ...],
+                  fixed_elements=...), as each model adds about 2 s to the server's start
   detect          FP32 INPUT0 [n] (no batching) -> OUTPUT0 = the elements > 0.5, in
                   order: the output's length depends on the content
 
@@ -38,7 +38,7 @@ import sys
 import sysconfig
 import threading
 import time
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -49,8 +49,6 @@ DETECT_THRESHOLD = np.float32(0.5)
 
 def fixed_model(elements: int) -> str:
     """The name of the fixed-shape `scale` model for `elements` FP32 elements."""
-    if elements not in FIXED_ELEMENTS:
-        raise ValueError(f"no fixed-shape model for {elements} elements; there are {FIXED_ELEMENTS}")
     return f"scale_fixed_{elements}"
 
 
@@ -115,8 +113,8 @@ def _detect() -> Any:
     return infer
 
 
-def bind_models(triton: Any, fixed_shape_models: bool = False) -> None:
-    """Binds every model above (the scale_fixed_<n> ones only if asked)."""
+def bind_models(triton: Any, fixed_elements: Sequence[int] = ()) -> None:
+    """Binds every model above, scale_fixed_<n> for each n in fixed_elements."""
     from pytriton.model_config import ModelConfig, Tensor
 
     for name, dtype in (("simple", np.int32), ("simple_fp32", np.float32), ("simple_fp16", np.float16)):
@@ -157,7 +155,7 @@ def bind_models(triton: Any, fixed_shape_models: bool = False) -> None:
         outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,))],
         config=ModelConfig(max_batch_size=1),
     )
-    for elements in FIXED_ELEMENTS if fixed_shape_models else ():
+    for elements in fixed_elements:
         triton.bind(
             model_name=fixed_model(elements),
             infer_func=_double(),
@@ -206,11 +204,11 @@ def start(
     grpc_port: int,
     access_token: Optional[str] = None,
     open_statistics: bool = False,
-    fixed_shape_models: bool = False,
+    fixed_elements: Sequence[int] = (),
 ) -> Any:
     """Starts Triton in this process with the models bound and returns it (call .stop())."""
     triton = _make_triton(http_port, grpc_port, access_token, open_statistics)
-    bind_models(triton, fixed_shape_models)
+    bind_models(triton, fixed_elements)
     triton.run()
     return triton
 
@@ -290,10 +288,17 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--access-token", help="keep the shared-memory API behind this token")
     parser.add_argument("--open-statistics", action="store_true", help="also open the statistics API (benchmarks)")
-    parser.add_argument("--fixed-shape-models", action="store_true", help="also bind scale_fixed_<n> (benchmarks)")
+    parser.add_argument(
+        "--fixed-shape-models",
+        nargs="*",
+        type=int,
+        metavar="N",
+        help="also bind scale_fixed_<N> for these element counts (none given: FIXED_ELEMENTS)",
+    )
     args = parser.parse_args()
     with _make_triton(args.http_port, args.grpc_port, args.access_token, args.open_statistics) as triton:
-        bind_models(triton, args.fixed_shape_models)
+        fixed = args.fixed_shape_models
+        bind_models(triton, () if fixed is None else (fixed or FIXED_ELEMENTS))
         print(
             f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
             flush=True,
