@@ -54,7 +54,9 @@ class _Server:
         if self.urls_ is None:
             from .fixture import server_module
 
-            args = ["--open-statistics", "--fixed-shape-models", *map(str, self.fixed_elements)]
+            args = ["--open-statistics"]
+            if self.fixed_elements:
+                args += ["--fixed-shape-models", *map(str, self.fixed_elements)]
             print("starting the Triton server (PyTriton) ...", file=sys.stderr, flush=True)
             self.urls_ = self.stack.enter_context(server_module().spawn(*args))
         return self.urls_
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     failed = False
     with contextlib.ExitStack() as stack:
-        server = _Server(stack, [size // 4 for size in triton_sizes])
+        server = _Server(stack, [size // 4 for size in triton_sizes] if "triton" in wanted else [])
         steps: List[tuple] = [
             ("set", lambda: cases.bench_set(sizes, repeat)),
             (
@@ -105,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
             (
                 "concurrency",
                 lambda: _concurrency().bench_concurrency(
-                    server.urls(), [64 << 10] if smoke else _concurrency().SIZES, 0.5 if smoke else 3.0
+                    server.urls(),
+                    [64 << 10] if smoke else _concurrency().SIZES,
+                    0.5 if smoke else 2.0,
+                    1 if smoke else 3,
                 ),
             ),
         ]

@@ -217,7 +217,7 @@ def inline_crossover(rows: List[Dict[str, Any]]) -> str:
     region beats sending the tensor in the request (at that size and every
     larger one measured): the pool's inline threshold, measured."""
     columns = ("in inline, out inline", "in shm, out inline", "in inline, out shm", "in shm, out shm")
-    directions = {"input": columns[1], "output": columns[2]}  # each against columns[0]
+    directions = {"input": columns[1], "output": columns[2], "both": columns[3]}  # each against columns[0]
     out = []
     for protocol in ("http", "grpc"):
         by: Dict[int, Dict[str, float]] = {}
@@ -228,7 +228,7 @@ def inline_crossover(rows: List[Dict[str, Any]]) -> str:
             continue
         sizes = sorted(by)
         out.append(f"One tensor inline or through a registered region, {protocol.upper()}, median per request:")
-        out.append(f"{'size':>10}" + "".join(f"{c:>24}" for c in columns) + "   shm - inline: input, output")
+        out.append(f"{'size':>10}" + "".join(f"{c:>24}" for c in columns) + "   shm - inline: input, output, both")
         for size in sizes:
             t = by[size]
             line = f"{human_size(size):>10}" + "".join(f"{human_time(t[c]) if c in t else '-':>24}" for c in columns)
