@@ -128,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append(outcome)
         failed = outcome["failures"] > 0 or bool(outcome["leftovers"])
     os.makedirs(args.out, exist_ok=True)
-    print(report.table([r for r in rows if "median" in r]))
+    measured = [r for r in rows if "median" in r]
+    if measured:
+        print(report.table(measured))
     for text in (report.triton_table(rows), report.inline_crossover(rows), report.concurrency_table(rows)):
         if text:
             print("\n" + text)

@@ -24,6 +24,7 @@ import collections
 import contextlib
 import os
 import pathlib
+import re
 import threading
 import time
 import traceback
@@ -44,9 +45,11 @@ REQUEST_TIMEOUT_S = 60.0
 
 class _Outage:
     """Whether the server is (being) stopped, and how many times it was: a
-    request that saw a change of epoch while it ran failed of the outage."""
+    request that saw a change of epoch while it ran failed of the outage. And
+    the phase of the run, which failures and successes are counted under."""
 
     def __init__(self) -> None:
+        self.phase = "1 growth"
         self.epoch = 0
         self.up = threading.Event()
         self.up.set()
@@ -71,12 +74,15 @@ class _Tally:
             self.counts[what] += n
 
     def fail(self, error: BaseException, where: str) -> None:
-        text = f"{where}: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        key = text[:200]
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        # One kind per message, whichever of the pool's regions it names.
+        key = re.sub(r"'[^' ]*\d+_[0-9a-f]+_\d+'", "'<region>'", f"{where}: {type(error).__name__}: {message}")[:200]
+        frames = traceback.extract_tb(error.__traceback__)
+        path = " > ".join(f"{pathlib.Path(f.filename).name}:{f.lineno} {f.name}" for f in frames)
         with self.lock:
             self.counts["failures"] += 1
             self.failures[key] += 1
-            self.examples.setdefault(key, "".join(traceback.format_exception(error))[-2000:])
+            self.examples.setdefault(key, path)
 
 
 def _request(rng: np.random.Generator) -> Tuple[str, Dict[str, np.ndarray], Dict[str, np.ndarray]]:
@@ -124,13 +130,13 @@ def _worker(
                 _check(result, expected, model)
                 del result  # with copy=False, the lease goes with the views
                 tally.add("ok")
-                tally.add(f"ok {where}")
+                tally.add(f"ok in phase {outage.phase}, {where}")
                 if outage.epoch > 0:
                     tally.add("ok after restart")
                 break
             except Exception as error:  # noqa: BLE001 - each one is counted and reported
                 if isinstance(error, AssertionError) or (outage.up.is_set() and outage.epoch == epoch):
-                    tally.fail(error, where)
+                    tally.fail(error, f"{outage.phase}, {where}")
                     time.sleep(0.05)  # a pool that fails every request must not spin
                     break
                 tally.add("failed during outage")
@@ -151,6 +157,31 @@ def _registered(http: Any, url: str, prefix: str) -> List[str]:
         return sorted(r["name"] for r in client.get_system_shared_memory_status() if r["name"].startswith(prefix))
 
 
+def _unregister_all(http: Any, url: str, prefix: str, seconds: float = 10.0) -> str:
+    """Another client unregisters every region, as perf_analyzer does at start.
+    Triton refuses to unregister a region while a request uses it ("[500]
+    Failed to unregister the following system shared memory regions: ..."),
+    and removes the others: try again until none of the pools' is left."""
+    attempts, deadline = 0, time.monotonic() + seconds
+    with contextlib.closing(http.InferenceServerClient(url)) as other:
+        while True:
+            attempts += 1
+            try:
+                other.unregister_system_shared_memory()
+                break
+            except Exception as error:  # noqa: BLE001 - in use: try again below
+                refused = str(error).splitlines()[0][:160]
+            left = [r["name"] for r in other.get_system_shared_memory_status() if r["name"].startswith(prefix)]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        left = [r["name"] for r in other.get_system_shared_memory_status() if r["name"].startswith(prefix)]
+    text = f"another client unregistered every region ({attempts} call(s)"
+    if attempts > 1:
+        text += f"; the server refused regions in use: {refused}"
+    return text + (f"); still registered: {left}" if left else ")")
+
+
 def _wait_ready(client: Any, deadline: float) -> None:
     """Until the client sees the server ready (a gRPC channel reconnects with a backoff)."""
     while time.monotonic() < deadline:
@@ -161,7 +192,12 @@ def _wait_ready(client: Any, deadline: float) -> None:
     raise RuntimeError("the server did not become ready for the pool's client")
 
 
-def run_soak(minutes: float, smoke: bool = False) -> Dict[str, Any]:
+FAULTS = ("unregister-all", "restart")
+
+
+def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]:
+    """`faults` chooses the faults the run injects (all by default; none
+    checks that the soak itself passes on a healthy run)."""
     import tritonclient.grpc as grpc
     import tritonclient.http as http
 
@@ -237,19 +273,22 @@ def run_soak(minutes: float, smoke: bool = False) -> Dict[str, Any]:
 
         try:
             sleep_until(UNREGISTER_AT)
-            with contextlib.closing(http.InferenceServerClient(urls["http"])) as other:
-                other.unregister_system_shared_memory()  # every region, as perf_analyzer does at start
-            note("another client unregistered every region")
+            if "unregister-all" in faults:
+                outage.phase = "2 after unregister-all"
+                note(_unregister_all(http, urls["http"], prefix))
             sleep_until(RESTART_AT)
-            outage.begin()
-            note("stopping the server")
-            stack.close()  # stops the server (only it is on the stack yet)
-            note("server stopped; starting it again on the same ports")
-            urls = stack.enter_context(server.spawn(ports=ports))
-            _wait_ready(grpc_client, time.monotonic() + 120)
-            outage.end()
-            note("server back")
             back = time.monotonic()
+            if "restart" in faults:
+                outage.begin()
+                note("stopping the server")
+                stack.close()  # stops the server (only it is on the stack yet)
+                note("server stopped; starting it again on the same ports")
+                urls = stack.enter_context(server.spawn(ports=ports))
+                _wait_ready(grpc_client, time.monotonic() + 120)
+                outage.phase = "3 after restart"
+                outage.end()
+                note("server back")
+                back = time.monotonic()
             while time.monotonic() - started < duration or time.monotonic() - back < AFTER_RESTART_S:
                 remember_names()
                 time.sleep(0.5)
@@ -285,12 +324,13 @@ def run_soak(minutes: float, smoke: bool = False) -> Dict[str, Any]:
         "failed_during_outage": counts.get("failed during outage", 0),
         "retried_after_outage": counts.get("retried after outage", 0),
         "failure_kinds": dict(tally.failures),
+        "ok_by_phase": {k[len("ok in phase ") :]: v for k, v in sorted(counts.items()) if k.startswith("ok in phase ")},
         "events": events,
         "pool_stats": stats,
         "regions_seen": len(seen_names),
         "leftovers": leftovers,
     }
-    if outcome["ok_after_restart"] == 0:
+    if "restart" in faults and outcome["ok_after_restart"] == 0:
         outcome["failures"] += 1
         outcome["failure_kinds"]["no request succeeded after the restart"] = 1
     print(summary(outcome, tally.examples))
@@ -305,10 +345,12 @@ def summary(outcome: Dict[str, Any], examples: Optional[Dict[str, str]] = None) 
         f"({outcome['retried_after_outage']} run again once it was back), "
         f"{outcome['regions_seen']} region names seen",
     ]
-    for kind, count in outcome["failure_kinds"].items():
+    for phase, count in outcome["ok_by_phase"].items():
+        out.append(f"  right in phase {phase}: {count}")
+    for kind, count in sorted(outcome["failure_kinds"].items()):
         out.append(f"  FAILURE x{count}: {kind}")
-    for kind, text in list((examples or {}).items())[:3]:
-        out.append(f"  first of '{kind[:80]}':\n" + "\n".join("    " + line for line in text.splitlines()[-12:]))
+    for kind, path in (examples or {}).items():
+        out.append(f"  where '{kind[:60]}' was raised first: {path}")
     for name, stats in outcome["pool_stats"].items():
         out.append(f"  pool {name} stats(): {stats if stats is not None else 'none (this pool has no stats())'}")
     out.append("  leftovers after close(): " + (", ".join(outcome["leftovers"]) or "none"))
