@@ -38,9 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CASE",
         help=f"cases to run: {' '.join(ALL_CASES)} (default: all but soak)",
     )
-    p.add_argument(
-        "--minutes", type=float, default=None, help="how long the soak runs (default 3; with --smoke about 1)"
-    )
+    p.add_argument("--minutes", type=float, default=None, help="how long the soak runs (default 2; with --smoke 1)")
 
 
 class _Server:
@@ -121,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 rows += step()
     if "soak" in wanted:
         print("running soak ...", file=sys.stderr, flush=True)
-        minutes = args.minutes if args.minutes is not None else (1.0 if smoke else 3.0)
+        minutes = args.minutes if args.minutes is not None else (1.0 if smoke else 2.0)
         from . import soak
 
         outcome = soak.run_soak(minutes, smoke=smoke)
