@@ -82,12 +82,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def triton():
-    """A real Triton server (PyTriton's, examples/pytriton_server.py) in this
+    """A real Triton server (PyTriton's, tests/triton_server.py) in this
     process, on loopback, for the whole session: its HTTP and gRPC addresses."""
     import importlib.util
 
     root = pathlib.Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("pytriton_server", root / "examples/pytriton_server.py")
+    spec = importlib.util.spec_from_file_location("pytriton_server", root / "tests/triton_server.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ports = {"http": free_port(), "grpc": free_port()}

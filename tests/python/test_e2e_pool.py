@@ -268,7 +268,7 @@ def server_process(*extra, private_dev_shm=False):
     """examples/pytriton_server.py started in a process of its own."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "examples/pytriton_server.py")
+    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "tests/triton_server.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.spawn(*extra, private_dev_shm=private_dev_shm)
