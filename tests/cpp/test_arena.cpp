@@ -306,6 +306,18 @@ TEST(Arena, RegionAddedDuringCloseIsRemoved) {
   }
 }
 
+// GCC 12's AddressSanitizer installs no fork handlers (LLVM added them in
+// 2023, llvm-project pull request 75290): a child forked while a parent thread
+// was inside ASan's allocator can hang in its first malloc or free, in ASan's
+// lock, not ours. Under ASan the forked children below therefore skip the
+// calls that allocate (throwing) or free (destroying the arena); the plain
+// build runs them all.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitizerAllocatorIsForkUnsafe = true;
+#else
+constexpr bool kSanitizerAllocatorIsForkUnsafe = false;
+#endif
+
 // Issue 16, fault 1: a child made by fork() owns nothing of the parent's arena.
 // Its calls that would change the arena throw; release, close() and the
 // destructor do nothing, never wait for the arena's lock (a parent thread may
@@ -315,6 +327,7 @@ TEST(Arena, ForkedChildNeverLocksNorUnlinksTheParentsArena) {
   const ArenaRegion kept = arena->add_region(1 << 20);
   arena->commit_region(kept.name);
   std::optional<Lease> inherited = arena->lease(4096);
+  const std::string kept_path = "/dev/shm" + kept.key;  // made here: a child under ASan must not allocate
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   threads.emplace_back([&] {  // grows and shrinks: add_region holds the lock twice per call
@@ -333,6 +346,12 @@ TEST(Arena, ForkedChildNeverLocksNorUnlinksTheParentsArena) {
     if (pid == 0) {
       int failures = 0;
       failures += arena->owned_here() ? 1 : 0;
+      if (kSanitizerAllocatorIsForkUnsafe) {
+        // Only the calls that must not lock, none of which allocates or frees.
+        inherited->release();
+        arena->close();
+        ::_exit(failures + (::access(kept_path.c_str(), F_OK) == 0 ? 0 : 16));
+      }
       try {
         (void)arena->try_lease(64);
         failures += 2;
@@ -350,7 +369,7 @@ TEST(Arena, ForkedChildNeverLocksNorUnlinksTheParentsArena) {
       inherited->release();
       arena->close();
       arena.reset();
-      failures += exists(kept.key) ? 0 : 16;
+      failures += ::access(kept_path.c_str(), F_OK) == 0 ? 0 : 16;
       ::_exit(failures);
     }
     ASSERT_GT(pid, 0);
