@@ -180,7 +180,7 @@ def test_forked_child_never_locks_unlinks_nor_leases_from_the_parents_arena(aren
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_forked_child_drops_the_arena_without_unlinking(arena):
+def test_forked_child_drops_the_arena_without_unlinking_and_makes_its_own(arena):
     name = committed(arena, 4096)
     lease = arena.lease(64)
     pid = os.fork()
@@ -193,6 +193,11 @@ def test_forked_child_drops_the_arena_without_unlinking(arena):
             del child_arena
             gc.collect()
             code = 0 if shm_path("/" + name).exists() else 1
+            own = _core.Arena(PREFIX + "arena", 2**40, 64, 0o600, False)  # the child's own works as any
+            own_name = committed(own, 4096)
+            code |= 0 if own.owned_here and f"_{os.getpid()}_" in own_name and own.lease(64).name == own_name else 4
+            own.close()
+            code |= 0 if not shm_path("/" + own_name).exists() else 8
         except BaseException:
             code = 2
         os._exit(code)
