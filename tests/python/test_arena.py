@@ -8,7 +8,7 @@ import gc
 import os
 import threading
 import time
-from typing import Iterator, Set
+from typing import Iterator, List, Set
 
 import numpy as np
 import pytest
@@ -265,3 +265,33 @@ def test_lease_methods_refuse_ranges_outside_the_lease(arena):
     first.release()
     with pytest.raises(shm.SharedMemoryException, match="the lease was released"):
         first.write(0, np.zeros(1, dtype=np.int8))
+
+
+def test_release_and_close_while_another_thread_copies_never_crash():
+    """A lease released and its arena closed by one thread while another copies
+    into it (without the GIL): the copy holds the region until it returns, so
+    it finishes or is refused, never touches unmapped memory."""
+    big = np.ones(8 << 20, dtype=np.float32)  # 32 MiB: copied without the GIL
+
+    def copy_in_a_loop(lease: _core.Lease, copying: threading.Event, refused: List[str]) -> None:
+        while True:
+            copying.set()
+            try:
+                lease.write(0, big)
+            except shm.SharedMemoryException as error:
+                refused.append(str(error))
+                return
+
+    for _ in range(5):
+        arena = _core.Arena(PREFIX + "arena", 2**40, 64, 0o600, False)
+        committed(arena, 32 << 20)
+        lease = arena.lease(32 << 20)
+        copying, refused = threading.Event(), []
+        writer = threading.Thread(target=copy_in_a_loop, args=(lease, copying, refused))
+        writer.start()
+        copying.wait()
+        time.sleep(0.01)
+        lease.release()
+        arena.close()
+        writer.join()
+        assert "the lease was released" in refused[0]
