@@ -69,7 +69,8 @@ class Lease {
   bool live() const noexcept { return state_ != nullptr; }
   // The leased bytes, bounded: offsets relative to the lease. Throws once the
   // lease is released. The region (and its mapping) outlives the arena's
-  // close() while the lease is live.
+  // close() while the lease is live. The reference lasts until release(): a
+  // copy of the slice holds the region past a release by another thread.
   const Slice& slice() const;
   // The region, shared; null once released.
   const std::shared_ptr<Region>& region() const noexcept;

@@ -18,11 +18,13 @@
 namespace tritonshm::binding {
 namespace {
 
-Lease& lease_of(nb::handle self) { return nb::cast<Lease&>(self); }
+// The lease's slice, copied: it holds the region while the GIL is released, so
+// another thread's release() meanwhile cannot unmap what is being copied.
+Slice slice_of(nb::handle self) { return nb::cast<Lease&>(self).slice(); }
 
 // Copies a numpy array (in C order) into the lease at `offset`; returns its byte size.
 uint64_t write_array(nb::handle self, uint64_t offset, nb::handle array) {
-  const Slice& slice = lease_of(self).slice();
+  const Slice slice = slice_of(self);
   if (!PyArray_Check(array.ptr())) {
     throw SharedMemoryError(Operation::set, slice.key(), "expected a numpy array, got " + py_type_name(array));
   }
@@ -36,12 +38,12 @@ uint64_t write_array(nb::handle self, uint64_t offset, nb::handle array) {
 }
 
 void write_bytes(nb::handle self, uint64_t offset, const BytesElements& elements) {
-  const Slice& slice = lease_of(self).slice();
+  const Slice slice = slice_of(self);
   without_gil_above(elements.serialized_size, [&] { slice.write_bytes(offset, elements.views); });
 }
 
 nb::object read(nb::handle self, uint64_t offset, nb::handle datatype, nb::handle shape, bool copy) {
-  const Slice& slice = lease_of(self).slice();
+  const Slice slice = slice_of(self);
   if (copy) return read_tensor(slice, offset, datatype, shape, TensorOwner::copy, nb::handle());
   // A view keeps the lease (leased until the last view goes) and the mapping
   // (so that even a release() and close() meanwhile cannot unmap it).

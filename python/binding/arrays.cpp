@@ -83,8 +83,9 @@ nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype,
   if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
     throw SharedMemoryError(Operation::read, key, "the tensor's size overflows 64 bits");
   }
-  slice.check(offset, nbytes, Operation::read);  // before numpy allocates anything
-  Py_INCREF(descr);                              // the array constructors steal it; descr_ref still owns ours
+  // Checked before numpy allocates anything.
+  slice.check(offset, nbytes, Operation::read);
+  Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
   if (owner == TensorOwner::copy) {
     PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
                                          const_cast<npy_intp*>(shape.dims().data()), nullptr, nullptr, 0, nullptr);

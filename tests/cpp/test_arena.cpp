@@ -296,7 +296,11 @@ TEST(Arena, RegionAddedDuringCloseIsRemoved) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     arena.close();
     grower.join();
-    EXPECT_TRUE(key.empty()) << "add_region gave a region of a closed arena";
+    // Either add_region finished first (then close() removed its region) or it
+    // saw the close and raised; either way nothing of this arena is left.
+    if (!key.empty()) {
+      EXPECT_FALSE(exists(key)) << key;
+    }
     EXPECT_TRUE(arena.pending_regions().empty());
     for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
       EXPECT_EQ(entry.path().filename().string().rfind(options.key_prefix + "_" + std::to_string(::getpid()), 0),

@@ -8,7 +8,7 @@ import gc
 import os
 import threading
 import time
-from typing import Iterator, Set
+from typing import Iterator, List, Set
 
 import numpy as np
 import pytest
@@ -180,7 +180,7 @@ def test_forked_child_never_locks_unlinks_nor_leases_from_the_parents_arena(aren
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_forked_child_drops_the_arena_without_unlinking(arena):
+def test_forked_child_drops_the_arena_without_unlinking_and_makes_its_own(arena):
     name = committed(arena, 4096)
     lease = arena.lease(64)
     pid = os.fork()
@@ -193,6 +193,11 @@ def test_forked_child_drops_the_arena_without_unlinking(arena):
             del child_arena
             gc.collect()
             code = 0 if shm_path("/" + name).exists() else 1
+            own = _core.Arena(PREFIX + "arena", 2**40, 64, 0o600, False)  # the child's own works as any
+            own_name = committed(own, 4096)
+            code |= 0 if own.owned_here and f"_{os.getpid()}_" in own_name and own.lease(64).name == own_name else 4
+            own.close()
+            code |= 0 if not shm_path("/" + own_name).exists() else 8
         except BaseException:
             code = 2
         os._exit(code)
@@ -260,3 +265,33 @@ def test_lease_methods_refuse_ranges_outside_the_lease(arena):
     first.release()
     with pytest.raises(shm.SharedMemoryException, match="the lease was released"):
         first.write(0, np.zeros(1, dtype=np.int8))
+
+
+def test_release_and_close_while_another_thread_copies_never_crash():
+    """A lease released and its arena closed by one thread while another copies
+    into it (without the GIL): the copy holds the region until it returns, so
+    it finishes or is refused, never touches unmapped memory."""
+    big = np.ones(8 << 20, dtype=np.float32)  # 32 MiB: copied without the GIL
+
+    def copy_in_a_loop(lease: _core.Lease, copying: threading.Event, refused: List[str]) -> None:
+        while True:
+            copying.set()
+            try:
+                lease.write(0, big)
+            except shm.SharedMemoryException as error:
+                refused.append(str(error))
+                return
+
+    for _ in range(5):
+        arena = _core.Arena(PREFIX + "arena", 2**40, 64, 0o600, False)
+        committed(arena, 32 << 20)
+        lease = arena.lease(32 << 20)
+        copying, refused = threading.Event(), []
+        writer = threading.Thread(target=copy_in_a_loop, args=(lease, copying, refused))
+        writer.start()
+        copying.wait()
+        time.sleep(0.01)
+        lease.release()
+        arena.close()
+        writer.join()
+        assert "the lease was released" in refused[0]
