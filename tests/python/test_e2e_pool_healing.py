@@ -125,3 +125,17 @@ def test_async_pool_heals_too(triton, protocol):
 
     stats = asyncio.run(main())
     assert stats["reregistrations"] == 1
+
+
+def test_a_request_that_meets_a_forgotten_registration_and_an_outgrown_output_runs_again_for_each(client, triton):
+    """Each cause has its own rerun: the soak found a request that needed both."""
+    words = [np.array([[b"y" * n] * 2], dtype=np.object_) for n in (100_000, 100_000, 300_000)]
+    with SharedMemoryPool(client, 8 << 20) as pool:
+        pool.infer("bytes_upper", {"INPUT0": words[0]})
+        pool.infer("bytes_upper", {"INPUT0": words[1]})  # OUTPUT0 now in the lease, sized for 100 KB words
+        with PROTOCOLS[client.protocol].InferenceServerClient(triton[client.protocol]) as other:
+            other.unregister_system_shared_memory()
+        out = pool.infer("bytes_upper", {"INPUT0": words[2]})
+        assert out["OUTPUT0"].tolist() == [[b"Y" * 300_000] * 2]
+        stats = pool.stats()
+        assert stats["reregistrations"] == 1 and stats["retries"] == 2

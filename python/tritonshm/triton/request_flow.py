@@ -27,6 +27,10 @@ __all__ = ["Call", "Locked", "close_steps", "infer_steps", "lease_steps", "model
 
 T = TypeVar("T")
 
+# How often one request may run again after the server forgot the pool's
+# registrations (each time after registering them again).
+HEALED_RERUNS = 2
+
 
 @dataclass
 class Call:
@@ -247,13 +251,15 @@ def infer_steps(
 ) -> Steps[Dict[str, npt.NDArray[Any]]]:
     """One inference: plan, lease, write, infer, read, learn.
 
-    Runs the request a second time, at most once, when (a) an output outgrew
-    the size learned for it (the server names the size it needed, which is
-    remembered) or (b) the server forgot the pool's registrations (they are
-    registered again first). Never for a request in a sequence (its state
-    would advance twice), nor with retry=False: such a request places only
-    outputs of a known size (output_sizes, fixed dims) in the lease, so that
-    it cannot fail where plain tritonclient would not.
+    Runs the request again (a) once when an output outgrew the size learned
+    for it (the server names the size it needed, which is remembered), and (b)
+    when the server forgot the pool's registrations: they are registered again
+    (once per incident) first; at most HEALED_RERUNS times, since a client that
+    loops on unregister-all (Triton refuses to drop regions in use) makes
+    incidents back to back. Never for a request in a sequence (its state would
+    advance twice), nor with retry=False: such a request places only outputs of
+    a known size (output_sizes, fixed dims) in the lease, so that it cannot
+    fail where plain tritonclient would not.
     """
     state.check_usable()
     sizes = dict(output_sizes or {})
@@ -262,7 +268,7 @@ def infer_steps(
     model = (yield from model_steps(state, model_name, model_version)) if state.needs_config(outputs, sizes) else None
     signature = signature_of(model_name, model_version, inputs, outputs)
     target = client if client is not None else state.client
-    retried = False
+    resized, healed = False, 0
     while True:
         plan = RequestPlan.make(
             inputs,
@@ -281,15 +287,15 @@ def infer_steps(
             try:
                 result = yield Call(target.infer, (model_name,), {**arguments, **kwargs})
             except Exception as error:
-                if may_retry and not retried:
-                    if _outgrown(state, signature, plan, error):
-                        retried = True
+                if may_retry:
+                    if not resized and _outgrown(state, signature, plan, error):
+                        resized = True
                         state.count(retries=1)
                         continue
-                    if state.registered_here(missing_region(error)):
+                    if healed < HEALED_RERUNS and state.registered_here(missing_region(error)):
                         yield Locked(_heal_steps(state, seen, target))
                         seen = state.registrations
-                        retried = True
+                        healed += 1
                         state.count(retries=1)
                         continue
                 refusal = server_refusal(error, f"inference of model '{model_name}' through shared memory failed")
