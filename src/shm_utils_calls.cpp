@@ -1,4 +1,4 @@
-#include "tritonshm/shm_utils_calls.hpp"
+#include "shm_utils_calls.hpp"
 
 #include <sys/mman.h>
 #include <sys/stat.h>

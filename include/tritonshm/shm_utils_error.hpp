@@ -1,10 +1,10 @@
-// triton::client::Error for programs built without Triton's C++ client
-// library (the target tritonshm::shm_utils_standalone): the same public
-// surface as the client library's common.h (a message, IsOk() when it is
-// empty, Error::Success, operator<<), so code written against the client's
-// helpers compiles unchanged. A program that has the client library must not
-// use it: there the client library defines Error, and shm_utils.h takes it
-// from the program's common.h.
+// triton::client::Error with the public surface and the layout of the one in
+// Triton's C++ client library (common.h): a message, IsOk() when it is empty,
+// Error::Success, operator<<. Programs without the client library get it
+// through tritonshm::shm_utils_standalone, which also defines its members
+// (shm_utils_error.cpp). The library behind tritonshm::shm_utils compiles
+// against this declaration but defines nothing of it: there the client
+// library's Error is the program's one and only Error.
 #pragma once
 
 #include <ostream>

@@ -1,18 +1,12 @@
-// The calls behind the drop-in shm_utils.h (Triton's C++ client helpers),
-// free of any Error type: each returns the failure's message, or an empty
-// string on success. shm_utils.h turns that into the Error of the program
-// (the client library's own, or the standalone one), so this library never
-// defines triton::client::Error itself.
-//
-// Written in C++11 on purpose: programs that include shm_utils.h are built
-// with the standard of their choice (the client library builds with C++17).
+// Internal: the work of the drop-in shm_utils.h (Triton's C++ client
+// helpers), free of any Error type: each call returns the failure's message,
+// or an empty string on success. shm_utils.cpp wraps them in Error.
 #pragma once
 
 #include <cstddef>
 #include <string>
 
-namespace tritonshm {
-namespace shm_utils {
+namespace tritonshm::shm_utils {
 
 // Opens `key` or creates it (mode 0600): an existing object is reused and
 // grown to `byte_size` if smaller, never shrunk; a new one gets its key only
@@ -35,5 +29,4 @@ std::string unlink_region(const std::string& key);
 // Unmaps what map_region returned.
 std::string unmap_region(void* address, std::size_t byte_size);
 
-}  // namespace shm_utils
-}  // namespace tritonshm
+}  // namespace tritonshm::shm_utils
