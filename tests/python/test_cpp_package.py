@@ -129,7 +129,7 @@ def test_shm_utils_reads_what_python_wrote_and_never_shrinks_it(shm_utils_progra
         shm.destroy_shared_memory_region(handle)
 
 
-def test_shm_utils_failure_reads_as_the_original_with_the_os_error(shm_utils_programs):
+def test_shm_utils_failure_reads_as_the_original_then_says_why(shm_utils_programs):
     result = subprocess.run(
         [shm_utils_programs / "shm_utils_with_client_library", "read", "/no/such/key", "64"],
         capture_output=True,
@@ -138,6 +138,7 @@ def test_shm_utils_failure_reads_as_the_original_with_the_os_error(shm_utils_pro
     assert result.returncode == 1
     assert result.stderr.startswith(
         "error: create: unable to get shared memory descriptor for shared-memory key '/no/such/key': "
+        "invalid shared memory key '/no/such/key': '/' is only allowed as the first character"
     ), result.stderr
 
 
