@@ -290,3 +290,34 @@ def test_async_pool_serves_event_loops_in_several_threads(triton, protocol):
     assert not errors, errors[:3]
     with grpc.InferenceServerClient(triton[protocol]) as sync_client:
         assert not set(names) & server_names(sync_client), "close() on the owner's loop unregistered everything"
+
+
+def test_http_threads_with_their_own_clients_make_the_pools_calls_through_them(triton):
+    """tritonclient's HTTP client belongs to its thread (gevent): growth, model
+    configs and healing for a request go through that request's client=, never
+    the pool's own from another thread (which failed with "Cannot switch to a
+    different thread", or hung)."""
+    shared = http.InferenceServerClient(triton["http"])
+    with SharedMemoryPool(shared, 4096, max_capacity=1 << 30, region_size=4096, inline_threshold=0) as pool:
+        barrier = threading.Barrier(6)
+
+        def work(i):
+            own = http.InferenceServerClient(triton["http"])
+            try:
+                barrier.wait()
+                for k in range(4):
+                    x = np.full(1024 * (i + k + 1), i + k, np.float32)
+                    model = ("double_fp32", "bytes_upper")[i % 2]
+                    if model == "bytes_upper":
+                        words = np.array([[b"w" * (i + k + 1)] * 3], dtype=np.object_)
+                        out = pool.infer(model, {"INPUT0": words}, client=own)
+                        assert out["OUTPUT1"].tolist() == [[i + k + 1] * 3]
+                    else:
+                        np.testing.assert_array_equal(pool.infer(model, {"INPUT0": x}, client=own)["OUTPUT0"], 2 * x)
+            finally:
+                own.close()
+
+        errors = run_in_threads(work, 6)
+        assert not errors, errors[:3]
+        assert len(pool.region_names) > 1, "the pool grew from the threads"
+    shared.close()

@@ -128,11 +128,11 @@ class PoolState:
         """Whether the model's configuration can tell more about the outputs."""
         return outputs is None or any(name not in output_sizes for name in outputs)
 
-    def config_call(self, model_name: str, model_version: str) -> Tuple[Any, Dict[str, Any]]:
+    def config_call(self, client: Any, model_name: str, model_version: str) -> Tuple[Any, Dict[str, Any]]:
         kwargs: Dict[str, Any] = {"model_version": model_version, "headers": self.headers}
         if self.protocol == "grpc":
             kwargs["as_json"] = True
-        return self.client.get_model_config, kwargs
+        return client.get_model_config, kwargs
 
     # -- bookkeeping ---------------------------------------------------------
 

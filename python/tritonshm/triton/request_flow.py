@@ -224,11 +224,14 @@ def close_steps(state: PoolState) -> Steps[None]:
 # -- inference -----------------------------------------------------------------
 
 
-def model_steps(state: PoolState, model_name: str, model_version: str) -> Steps[Optional[ModelOutputs]]:
-    """The outputs the model's configuration declares (cached), or None if the server will not say."""
+def model_steps(
+    state: PoolState, model_name: str, model_version: str, client: Any = None
+) -> Steps[Optional[ModelOutputs]]:
+    """The outputs the model's configuration declares (cached), or None if the
+    server will not say; asked through `client` (default: the pool's)."""
     key = (model_name, model_version)
     if key not in state.models:
-        call, kwargs = state.config_call(model_name, model_version)
+        call, kwargs = state.config_call(client if client is not None else state.client, model_name, model_version)
         try:
             config = yield Call(call, (model_name,), kwargs)
             state.models[key] = parse_model_config(config)
@@ -265,9 +268,13 @@ def infer_steps(
     sizes = dict(output_sizes or {})
     may_retry = retry and not kwargs.get("sequence_id")
     seen = state.registrations
-    model = (yield from model_steps(state, model_name, model_version)) if state.needs_config(outputs, sizes) else None
+    target = client if client is not None else state.client  # the pool's own calls for this request too
+    model = (
+        (yield from model_steps(state, model_name, model_version, target))
+        if state.needs_config(outputs, sizes)
+        else None
+    )
     signature = signature_of(model_name, model_version, inputs, outputs)
-    target = client if client is not None else state.client
     resized, healed = False, 0
     while True:
         plan = RequestPlan.make(
