@@ -39,7 +39,7 @@ from .fixture import server_module
 from .timing import interleaved, summary
 
 TABLE_SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20]
-INLINE_SIZES = [4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20]
+INLINE_SIZES = [4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 4 << 20]
 KINDS = ("variable", "fixed")
 VARIABLE_MODEL = "scale"
 POOL_CONTENDERS = ("tritonshm", "tritonshm grpc")
