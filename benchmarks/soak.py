@@ -168,6 +168,8 @@ def _worker(
                         return
                     ready()
                     attempts.tally.add("retried after outage")
+    except Exception as error:  # noqa: BLE001 - a worker that dies is a failure, never a silent pass
+        attempts.tally.fail(error, f"{attempts.where} worker died")
     finally:
         cleanup()
 
@@ -225,7 +227,10 @@ def _aio_worker(
             await pool.close()
             await client.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - a worker that dies is a failure, never a silent pass
+        attempts.tally.fail(error, "aio worker died")
 
 
 def _dev_shm(prefix: str) -> List[str]:
@@ -275,7 +280,7 @@ def _wait_ready(client: Any, deadline: float) -> None:
 FAULTS = ("unregister-all", "restart")
 
 
-def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]:
+def run_soak(minutes: float, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]:
     """`faults` chooses the faults the run injects (all by default; none
     checks that the soak itself passes on a healthy run)."""
     import tritonclient.grpc as grpc
@@ -423,6 +428,10 @@ def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAUL
     if "restart" in faults and outcome["ok_after_restart"] == 0:
         outcome["failures"] += 1
         outcome["failure_kinds"]["no request succeeded after the restart"] = 1
+    for where, workers in (("grpc", GRPC_THREADS), ("http", HTTP_THREADS), ("aio", AIO_TASKS)):
+        if workers and not counts.get(f"ok in phase 1 growth, {where}"):
+            outcome["failures"] += 1
+            outcome["failure_kinds"][f"no request of the {where} pool succeeded before the faults"] = 1
     print(summary(outcome, tally.examples))
     return outcome
 
