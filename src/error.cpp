@@ -69,8 +69,10 @@ SharedMemoryError::SharedMemoryError(Operation op, std::string key, std::string 
       detail_(std::move(detail)),
       os_error_(os_error) {}
 
+std::string os_error_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
+
 void throw_os_error(const std::string& what, int err) {
-  const std::string os_text = std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+  const std::string os_text = os_error_text(err);
   throw SharedMemoryError(what.empty() ? os_text : what + ": " + os_text, err);
 }
 

@@ -14,12 +14,12 @@
 
 namespace tritonshm::detail {
 
-Mapping::Mapping(int fd, uint64_t size) {
+Mapping::Mapping(int fd, uint64_t offset, uint64_t size) {
   if (size == 0) return;
-  if (size > SIZE_MAX) {
+  if (size > SIZE_MAX || offset > static_cast<uint64_t>(INT64_MAX)) {
     throw SharedMemoryError("mapping " + std::to_string(size) + " bytes: they do not fit the address space");
   }
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(offset));
   if (p == MAP_FAILED) throw_os_error("mapping " + std::to_string(size) + " bytes", errno);
   data_ = static_cast<std::byte*>(p);
   size_ = size;
@@ -43,6 +43,11 @@ void Mapping::release() noexcept {
   if (data_ != nullptr) ::munmap(data_, size_);
   data_ = nullptr;
   size_ = 0;
+}
+
+std::byte* Mapping::release_to_caller() noexcept {
+  size_ = 0;
+  return std::exchange(data_, nullptr);
 }
 
 void Mapping::prefault_unpublished() noexcept {

@@ -33,7 +33,7 @@ std::string free_space_hint() {
 }
 
 [[noreturn]] void throw_os_error_with_hint(const std::string& what, int err, const std::string& hint) {
-  throw SharedMemoryError(what + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")" + hint, err);
+  throw SharedMemoryError(what + ": " + os_error_text(err) + hint, err);
 }
 
 // shm_open, retried on EINTR; returns -1 with errno set.
@@ -160,6 +160,38 @@ uint64_t SharedMemoryObject::current_size() const {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) throw_os_error("reading its size", errno);
   return static_cast<uint64_t>(st.st_size);
+}
+
+void SharedMemoryObject::reserve(uint64_t size) {
+  if (size > static_cast<uint64_t>(INT64_MAX)) {
+    throw SharedMemoryError("reserving " + std::to_string(size) + " bytes: larger than the largest file size");
+  }
+  if (size != 0) {
+    // posix_fallocate grows the file when it is shorter and never shrinks it;
+    // tmpfs undoes a failed call, so the size stays as it was.
+    int err;
+    do {
+      err = ::posix_fallocate(fd_, 0, static_cast<off_t>(size));
+    } while (err == EINTR);
+    if ((err == EOPNOTSUPP || err == ENOSYS) && current_size() < size) {
+      // A file system that cannot reserve: grow without reserving. (Racy
+      // against a concurrent grower, but only where there is no fallocate.)
+      if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+        err = errno;
+      else
+        err = 0;
+    }
+    if (err != 0 && err != EOPNOTSUPP && err != ENOSYS) {
+      throw_os_error_with_hint("reserving " + std::to_string(size) + " bytes", err,
+                               err == ENOSPC || err == EFBIG ? free_space_hint() : "");
+    }
+  }
+  read_status();
+}
+
+int SharedMemoryObject::release_fd() noexcept {
+  unnamed_ = false;
+  return std::exchange(fd_, -1);
 }
 
 SharedMemoryObject::SharedMemoryObject(SharedMemoryObject&& other) noexcept

@@ -44,6 +44,9 @@ class SharedMemoryError : public std::runtime_error {
 // The key in quotes, control characters escaped ('a\x00b').
 std::string quote_key(std::string_view key);
 
+// "<strerror(err)> (errno <err>)", the way every message names an OS error.
+std::string os_error_text(int err);
+
 // Throws SharedMemoryError with detail "<what>: <strerror(err)> (errno <err>)".
 [[noreturn]] void throw_os_error(const std::string& what, int err);
 

@@ -98,6 +98,19 @@ def triton():
         server.stop()
 
 
+@pytest.fixture(params=["http", "grpc"])
+def client(request, triton):
+    """A tritonclient client of the session's server, once per protocol
+    (`client.protocol` says which)."""
+    import importlib
+
+    module = importlib.import_module(f"tritonclient.{request.param}")
+    c = module.InferenceServerClient(url=triton[request.param])
+    c.protocol = request.param
+    yield c
+    c.close()
+
+
 def run(*cmd, cwd=None):
     import subprocess
 

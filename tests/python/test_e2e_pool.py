@@ -80,7 +80,7 @@ def test_pool_infers_int32_fp32_and_bytes(client):
 
 
 def test_copy_false_views_keep_their_lease_until_they_die(client):
-    with SharedMemoryPool(client, 1 << 20) as pool:
+    with SharedMemoryPool(client, 1 << 20, inline_threshold=0) as pool:  # small tensors in shared memory too
         a = np.arange(16, dtype=np.float32).reshape(1, 16)
         out = pool.infer("simple_fp32", {"INPUT0": a, "INPUT1": a}, copy=False)
         assert pool.leased_bytes > 0 and out["OUTPUT0"].base is not None

@@ -12,7 +12,9 @@ class Mapping {
   Mapping() = default;
   // Maps `size` bytes of `fd` from its start. A size of 0 maps nothing (mmap
   // refuses it) and data() is nullptr.
-  Mapping(int fd, uint64_t size);
+  Mapping(int fd, uint64_t size) : Mapping(fd, 0, size) {}
+  // Maps `size` bytes of `fd` from `offset`, a multiple of the page size.
+  Mapping(int fd, uint64_t offset, uint64_t size);
 
   Mapping(Mapping&& other) noexcept;
   Mapping& operator=(Mapping&& other) noexcept;
@@ -27,6 +29,10 @@ class Mapping {
   // region runs at warm speed. Only for an object nobody else can see yet:
   // where the kernel lacks MADV_POPULATE_WRITE it rewrites one byte per page.
   void prefault_unpublished() noexcept;
+
+  // Hands the pages to the caller, who unmaps them (munmap(data, size));
+  // this object then maps nothing.
+  std::byte* release_to_caller() noexcept;
 
  private:
   void release() noexcept;

@@ -61,6 +61,16 @@ class SharedMemoryObject {
   // The size the kernel has now (another process may have changed it). One fstat.
   uint64_t current_size() const;
 
+  // Makes the first `size` bytes exist with every page allocated
+  // (posix_fallocate): grows a smaller object and never shrinks a larger one,
+  // which other processes may have mapped. A full /dev/shm is an error here
+  // instead of SIGBUS on a later write; on failure the size is unchanged.
+  void reserve(uint64_t size);
+
+  // Hands the descriptor to the caller, who closes it; this object keeps
+  // nothing. Only for a published or opened object.
+  int release_fd() noexcept;
+
   // True in the process that created and published the object, and only
   // there: a child made by fork() inherits the object but does not own it.
   bool owns() const noexcept;
