@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         minutes = args.minutes if args.minutes is not None else (1.0 if smoke else 2.0)
         from . import soak
 
-        outcome = soak.run_soak(minutes, smoke=smoke)
+        outcome = soak.run_soak(minutes)
         rows.append(outcome)
         failed = outcome["failures"] > 0 or bool(outcome["leftovers"])
     os.makedirs(args.out, exist_ok=True)

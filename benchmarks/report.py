@@ -217,7 +217,15 @@ def inline_crossover(rows: List[Dict[str, Any]]) -> str:
     region beats sending the tensor in the request (at that size and every
     larger one measured): the pool's inline threshold, measured."""
     columns = ("in inline, out inline", "in shm, out inline", "in inline, out shm", "in shm, out shm")
-    directions = {"input": columns[1], "output": columns[2], "both": columns[3]}  # each against columns[0]
+    # What moves to shm: (the variant with it in shm, the same with it inline). The
+    # other tensor held inline or in shm: both matter, as the pool decides per tensor.
+    directions = {
+        "input (output inline)": (columns[1], columns[0]),
+        "input (output in shm)": (columns[3], columns[2]),
+        "output (input inline)": (columns[2], columns[0]),
+        "output (input in shm)": (columns[3], columns[1]),
+        "both": (columns[3], columns[0]),
+    }
     out = []
     for protocol in ("http", "grpc"):
         by: Dict[int, Dict[str, float]] = {}
@@ -228,18 +236,16 @@ def inline_crossover(rows: List[Dict[str, Any]]) -> str:
             continue
         sizes = sorted(by)
         out.append(f"One tensor inline or through a registered region, {protocol.upper()}, median per request:")
-        out.append(f"{'size':>10}" + "".join(f"{c:>24}" for c in columns) + "   shm - inline: input, output, both")
+        out.append(f"{'size':>10}" + "".join(f"{c:>24}" for c in columns) + "   shm - inline: " + ", ".join(directions))
         for size in sizes:
             t = by[size]
             line = f"{human_size(size):>10}" + "".join(f"{human_time(t[c]) if c in t else '-':>24}" for c in columns)
-            deltas = [
-                f"{(t[v] - t[columns[0]]) * 1e3:+.3f} ms" for v in directions.values() if v in t and columns[0] in t
-            ]
+            deltas = [f"{(t[a] - t[b]) * 1e3:+.2f}" for a, b in directions.values() if a in t and b in t]
             out.append(line + "   " + ", ".join(deltas))
-        for direction, variant in directions.items():
+        for direction, (shm_variant, inline_variant) in directions.items():
             crossover = None
             for size in reversed(sizes):
-                if by[size].get(variant, float("inf")) < by[size].get(columns[0], 0.0):
+                if by[size].get(shm_variant, float("inf")) < by[size].get(inline_variant, 0.0):
                     crossover = size
                 else:
                     break

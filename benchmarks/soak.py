@@ -1,9 +1,11 @@
 """The pool under a long, mixed load with the failures the field reports:
 `python -m benchmarks --only soak [--minutes N] [--smoke]`.
 
-Two pools (one over gRPC, its client shared by its threads; one over HTTP,
+Three pools (one over gRPC, its client shared by its threads; one over HTTP,
 each thread with its own client through `client=`, as tritonclient's HTTP
-client is not thread-safe) start small and grow, while threads send requests
+client is not thread-safe; an AsyncSharedMemoryPool on a grpc.aio client in a
+thread of its own with its own event loop, several requests in flight) start
+small and grow, while threads and tasks send requests
 of mixed models and sizes (scale with variable dims, detect whose output's
 length depends on the content, simple with a fixed shape; 4 KiB to 16 MiB;
 some with copy=False). Every result is checked. Mid-run another client
@@ -20,8 +22,10 @@ failure. At the end, after close(), no region of the pools may be left in
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import gc
 import os
 import pathlib
 import re
@@ -37,7 +41,7 @@ from .triton_cases import pool_stats
 
 PREFIX = "tshm_soak"
 SIZES = [(4 << 10, 0.35), (64 << 10, 0.3), (1 << 20, 0.2), (4 << 20, 0.12), (16 << 20, 0.03)]
-GRPC_THREADS, HTTP_THREADS = 3, 2
+GRPC_THREADS, HTTP_THREADS, AIO_TASKS = 3, 2, 4
 UNREGISTER_AT, RESTART_AT = 0.25, 0.4  # fractions of the run
 AFTER_RESTART_S = 10.0  # the run goes on at least this long once the server is back
 REQUEST_TIMEOUT_S = 60.0
@@ -110,42 +114,134 @@ def _check(result: Dict[str, Any], expected: Dict[str, np.ndarray], model: str) 
             raise AssertionError(f"{model} {name}: wrong result (shape {got.shape}, expected {want.shape})")
 
 
+class _Attempts:
+    """What the sync and async workers share: a request's outcome, counted."""
+
+    def __init__(self, outage: _Outage, tally: _Tally, where: str) -> None:
+        self.outage, self.tally, self.where = outage, tally, where
+
+    def succeeded(self) -> None:
+        self.tally.add("ok")
+        self.tally.add(f"ok in phase {self.outage.phase}, {self.where}")
+        if self.outage.epoch > 0:
+            self.tally.add("ok after restart")
+
+    def failed_of_outage(self, error: BaseException, epoch: int) -> bool:
+        """True if the failure is the outage's (run the request again once the
+        server is back); otherwise counts it as a failure."""
+        if not isinstance(error, AssertionError) and (not self.outage.up.is_set() or self.outage.epoch != epoch):
+            self.tally.add("failed during outage")
+            return True
+        self.tally.fail(error, f"{self.outage.phase}, {self.where}")
+        return False
+
+
 def _worker(
-    infer: Callable[..., Dict[str, Any]],
-    ready: Callable[[], None],
+    setup: Callable[[], Tuple[Callable[..., Dict[str, Any]], Callable[[], None], Callable[[], None]]],
     seed: int,
     stop: threading.Event,
-    outage: _Outage,
-    tally: _Tally,
-    where: str,
+    attempts: _Attempts,
 ) -> None:
+    """One thread's requests; setup() runs in the thread and returns
+    (infer, wait_until_ready, cleanup): a thread's own HTTP client must be made
+    in the thread that uses it."""
+    infer, ready, cleanup = setup()
     rng = np.random.default_rng(seed)
-    while not stop.is_set():
-        model, inputs, expected = _request(rng)
-        copy = rng.random() >= 0.2
-        while True:
-            epoch = outage.epoch
-            try:
-                result = infer(model, inputs, copy=copy)
-                _check(result, expected, model)
-                del result  # with copy=False, the lease goes with the views
-                tally.add("ok")
-                tally.add(f"ok in phase {outage.phase}, {where}")
-                if outage.epoch > 0:
-                    tally.add("ok after restart")
-                break
-            except Exception as error:  # noqa: BLE001 - each one is counted and reported
-                if isinstance(error, AssertionError) or (outage.up.is_set() and outage.epoch == epoch):
-                    tally.fail(error, f"{outage.phase}, {where}")
-                    time.sleep(0.05)  # a pool that fails every request must not spin
+    outage = attempts.outage
+    try:
+        while not stop.is_set():
+            model, inputs, expected = _request(rng)
+            copy = rng.random() >= 0.2
+            while True:
+                epoch = outage.epoch
+                try:
+                    result = infer(model, inputs, copy=copy)
+                    _check(result, expected, model)
+                    del result  # with copy=False, the lease goes with the views
+                    attempts.succeeded()
                     break
-                tally.add("failed during outage")
-                if not outage.up.wait(timeout=600):
-                    tally.fail(RuntimeError("the server did not come back"), where)
-                    return
-                ready()
-                tally.add("retried after outage")
-    tally.add(f"thread done {where}")
+                except Exception as error:  # noqa: BLE001 - each one is counted and reported
+                    if not attempts.failed_of_outage(error, epoch):
+                        time.sleep(0.05)  # a pool that fails every request must not spin
+                        break
+                    if not outage.up.wait(timeout=600):
+                        attempts.tally.fail(RuntimeError("the server did not come back"), attempts.where)
+                        return
+                    ready()
+                    attempts.tally.add("retried after outage")
+    except Exception as error:  # noqa: BLE001 - a worker that dies is a failure, never a silent pass
+        attempts.tally.fail(error, f"{attempts.where} worker died")
+    finally:
+        cleanup()
+
+
+def _aio_worker(
+    url: str, tasks: int, seed: int, stop: threading.Event, attempts: _Attempts, stats: Dict[str, Any], seen: set
+) -> None:
+    """An AsyncSharedMemoryPool on a grpc.aio client in this thread's own event
+    loop, `tasks` requests in flight; closes its pool before it returns."""
+    import tritonclient.grpc.aio as grpc_aio
+
+    from tritonshm.triton import AsyncSharedMemoryPool
+
+    outage = attempts.outage
+
+    async def main() -> None:
+        client = grpc_aio.InferenceServerClient(url)
+        pool = AsyncSharedMemoryPool(client, 256 << 10, max_capacity=1 << 30, prefix=PREFIX)
+        try:
+            await pool.open()
+
+            async def ready() -> None:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(Exception):
+                        if await client.is_server_ready():
+                            return
+                    await asyncio.sleep(0.5)
+
+            async def task(i: int) -> None:
+                rng = np.random.default_rng(seed + i)
+                while not stop.is_set():
+                    model, inputs, expected = _request(rng)
+                    while True:
+                        epoch = outage.epoch
+                        try:
+                            result = await pool.infer_async(model, inputs, client_timeout=REQUEST_TIMEOUT_S)
+                            _check(result, expected, model)
+                            attempts.succeeded()
+                            break
+                        except Exception as error:  # noqa: BLE001 - each one is counted and reported
+                            if not attempts.failed_of_outage(error, epoch):
+                                await asyncio.sleep(0.05)
+                                break
+                            while not outage.up.is_set():
+                                await asyncio.sleep(0.2)
+                            await ready()
+                            attempts.tally.add("retried after outage")
+                    seen.update(pool.region_names)
+
+            await asyncio.gather(*(task(i) for i in range(tasks)))
+        finally:
+            seen.update(pool.region_names)
+            stats["aio"] = pool_stats(pool)
+            _check_no_lease_left(pool, "aio", attempts.tally)
+            await pool.close()
+            await client.close()
+
+    try:
+        asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - a worker that dies is a failure, never a silent pass
+        attempts.tally.fail(error, "aio worker died")
+
+
+def _check_no_lease_left(pool: Any, name: str, tally: _Tally) -> None:
+    """Once no request runs, nothing may stay leased: a lease that outlives its
+    request (a failure path that forgets to release) fills the pool over time."""
+    gc.collect()  # copy=False views caught in a cycle are not leaks
+    leased = getattr(pool, "leased_bytes", 0)
+    if leased:
+        tally.fail(AssertionError(f"{leased} bytes still leased with no request running"), f"end, {name}")
 
 
 def _dev_shm(prefix: str) -> List[str]:
@@ -158,28 +254,31 @@ def _registered(http: Any, url: str, prefix: str) -> List[str]:
 
 
 def _unregister_all(http: Any, url: str, prefix: str, seconds: float = 10.0) -> str:
-    """Another client unregisters every region, as perf_analyzer does at start.
-    Triton refuses to unregister a region while a request uses it ("[500]
-    Failed to unregister the following system shared memory regions: ..."),
-    and removes the others: try again until none of the pools' is left."""
-    attempts, deadline = 0, time.monotonic() + seconds
+    """Another client unregisters every region, once, as perf_analyzer does at
+    start. Triton refuses to unregister a region while a request uses it
+    ("[500] Failed to unregister the following system shared memory regions:
+    ...") and removes the others; only if that call removed none of the pools'
+    regions (all in use) is it made again."""
+    calls, deadline = 0, time.monotonic() + seconds
+    refused = ""
     with contextlib.closing(http.InferenceServerClient(url)) as other:
+
+        def pools_registered() -> List[str]:
+            return [r["name"] for r in other.get_system_shared_memory_status() if r["name"].startswith(prefix)]
+
         while True:
-            attempts += 1
+            before = set(pools_registered())
+            calls += 1
             try:
                 other.unregister_system_shared_memory()
-                break
-            except Exception as error:  # noqa: BLE001 - in use: try again below
-                refused = str(error).splitlines()[0][:160]
-            left = [r["name"] for r in other.get_system_shared_memory_status() if r["name"].startswith(prefix)]
-            if not left or time.monotonic() > deadline:
+            except Exception as error:  # noqa: BLE001 - regions in use: reported below
+                refused = str(error).splitlines()[0][:200]
+            removed = before - set(pools_registered())  # a pool may register again at once: a lower bound
+            if removed or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        left = [r["name"] for r in other.get_system_shared_memory_status() if r["name"].startswith(prefix)]
-    text = f"another client unregistered every region ({attempts} call(s)"
-    if attempts > 1:
-        text += f"; the server refused regions in use: {refused}"
-    return text + (f"); still registered: {left}" if left else ")")
+    text = f"another client unregistered every region ({calls} call(s), {len(removed)} of the pools' removed"
+    return text + (f"; the server refused those in use: {refused})" if refused else ")")
 
 
 def _wait_ready(client: Any, deadline: float) -> None:
@@ -195,7 +294,7 @@ def _wait_ready(client: Any, deadline: float) -> None:
 FAULTS = ("unregister-all", "restart")
 
 
-def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]:
+def run_soak(minutes: float, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]:
     """`faults` chooses the faults the run injects (all by default; none
     checks that the soak itself passes on a healthy run)."""
     import tritonclient.grpc as grpc
@@ -228,39 +327,48 @@ def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAUL
         }
         threads = []
         started = time.monotonic()
-        note(f"server up on {urls}; {GRPC_THREADS} gRPC and {HTTP_THREADS} HTTP threads, {duration:.0f} s")
-        http_clients = []
+        note(
+            f"server up on {urls}; {GRPC_THREADS} gRPC threads, {HTTP_THREADS} HTTP threads and "
+            f"{AIO_TASKS} aio tasks, {duration:.0f} s"
+        )
+
+        def grpc_setup() -> Tuple[Any, Any, Any]:
+            pool = pools["grpc"]
+
+            def infer(model: str, inputs: Any, copy: bool) -> Dict[str, Any]:
+                return pool.infer(model, inputs, copy=copy, client_timeout=REQUEST_TIMEOUT_S)
+
+            return infer, lambda: _wait_ready(grpc_client, time.monotonic() + 120), lambda: None
+
+        def http_setup() -> Tuple[Any, Any, Any]:
+            pool = pools["http"]
+            own = http.InferenceServerClient(urls["http"], network_timeout=REQUEST_TIMEOUT_S)
+
+            def infer(model: str, inputs: Any, copy: bool) -> Dict[str, Any]:
+                return pool.infer(model, inputs, copy=copy, client=own)
+
+            return infer, lambda: _wait_ready(own, time.monotonic() + 120), own.close
+
         for i in range(GRPC_THREADS + HTTP_THREADS):
-            if i < GRPC_THREADS:
-                pool = pools["grpc"]
-
-                def infer(model: str, inputs: Any, copy: bool, pool: Any = pool) -> Dict[str, Any]:
-                    return pool.infer(model, inputs, copy=copy, client_timeout=REQUEST_TIMEOUT_S)
-
-                def ready() -> None:
-                    _wait_ready(grpc_client, time.monotonic() + 120)
-
-                where = "grpc"
-            else:
-                own = http.InferenceServerClient(urls["http"], network_timeout=REQUEST_TIMEOUT_S)
-                http_clients.append(own)
-                pool = pools["http"]
-
-                def infer(model: str, inputs: Any, copy: bool, pool: Any = pool, own: Any = own) -> Dict[str, Any]:
-                    return pool.infer(model, inputs, copy=copy, client=own)
-
-                def ready(own: Any = own) -> None:
-                    _wait_ready(own, time.monotonic() + 120)
-
-                where = "http"
-            thread = threading.Thread(
-                target=_worker,
-                args=(infer, ready, 1000 + i, stop, outage, tally, where),
-                name=f"soak-{where}-{i}",
+            where, setup = ("grpc", grpc_setup) if i < GRPC_THREADS else ("http", http_setup)
+            threads.append(
+                threading.Thread(
+                    target=_worker,
+                    args=(setup, 1000 + i, stop, _Attempts(outage, tally, where)),
+                    name=f"soak-{where}-{i}",
+                    daemon=True,
+                )
+            )
+        threads.append(
+            threading.Thread(
+                target=_aio_worker,
+                args=(urls["grpc"], AIO_TASKS, 2000, stop, _Attempts(outage, tally, "aio"), stats, seen_names),
+                name="soak-aio",
                 daemon=True,
             )
+        )
+        for thread in threads:
             thread.start()
-            threads.append(thread)
 
         def remember_names() -> None:
             for pool in pools.values():
@@ -294,15 +402,17 @@ def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAUL
                 time.sleep(0.5)
         finally:
             stop.set()
+            deadline = time.monotonic() + REQUEST_TIMEOUT_S + 30  # for all threads together
             for thread in threads:
-                thread.join(timeout=REQUEST_TIMEOUT_S + 30)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
                 if thread.is_alive():
                     tally.fail(RuntimeError(f"{thread.name} did not finish"), "soak")
             remember_names()
             for name, pool in pools.items():
                 stats[name] = pool_stats(pool)
+                _check_no_lease_left(pool, name, tally)
                 pool.close()
-            for client in (grpc_client, http_client, *http_clients):
+            for client in (grpc_client, http_client):
                 client.close()
             note("pools closed")
             left_files = _dev_shm(prefix)
@@ -333,6 +443,10 @@ def run_soak(minutes: float, smoke: bool = False, faults: Tuple[str, ...] = FAUL
     if "restart" in faults and outcome["ok_after_restart"] == 0:
         outcome["failures"] += 1
         outcome["failure_kinds"]["no request succeeded after the restart"] = 1
+    for where, workers in (("grpc", GRPC_THREADS), ("http", HTTP_THREADS), ("aio", AIO_TASKS)):
+        if workers and not counts.get(f"ok in phase 1 growth, {where}"):
+            outcome["failures"] += 1
+            outcome["failure_kinds"][f"no request of the {where} pool succeeded before the faults"] = 1
     print(summary(outcome, tally.examples))
     return outcome
 

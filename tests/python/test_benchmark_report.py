@@ -33,8 +33,10 @@ def test_the_crossover_is_the_size_from_which_shm_wins_at_every_larger_size():
         },
     )
     text = report.inline_crossover(rows)
-    assert "crossover, GRPC input: shm wins from 64 KiB on; inline below" in text, text
-    assert "crossover, GRPC output: inline wins up to 1 MiB, the largest measured" in text, text
+    assert "crossover, GRPC input (output inline): shm wins from 64 KiB on; inline below" in text, text
+    assert "crossover, GRPC input (output in shm): shm wins from 64 KiB on; inline below" in text, text
+    assert "crossover, GRPC output (input inline): inline wins up to 1 MiB, the largest measured" in text, text
+    assert "crossover, GRPC output (input in shm): shm wins from 64 KiB on; inline below" in text, text
     assert "crossover, GRPC both: shm wins from 64 KiB on; inline below" in text, text
     assert "HTTP" not in text  # only what was measured
 
