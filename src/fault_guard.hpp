@@ -4,8 +4,10 @@
 // (another process truncated it) raises SIGBUS. Every access to memory that
 // another process can shrink (copies into and out of regions, the BYTES
 // decoder, probes) runs through run_guarded: a per-thread jump point that our
-// SIGBUS handler returns to, with the faulting address. The hot path makes no
-// system call.
+// SIGBUS handler returns to, with the faulting address. Other code may replace
+// the handler at any time (faulthandler, signal.signal, other libraries), so
+// each outermost guarded section first checks that ours is in place: one
+// sigaction() query, the only system call on the hot path.
 #pragma once
 
 #include <cstddef>

@@ -130,8 +130,10 @@ class Region {
 
  private:
   Region(detail::SharedMemoryObject object, std::shared_ptr<const detail::Mapping> mapping);
-  [[noreturn]] void throw_fault(const void* address, const void* other_begin, uint64_t offset, uint64_t length,
-                                Operation op) const;
+  // Reports a fault at `address` (nullptr: not known) during an access of
+  // `length` bytes at `offset`, blaming the region only if the address lies in
+  // its mapping (or, without one, if it is smaller than the mapping now).
+  [[noreturn]] void throw_fault(const void* address, uint64_t offset, uint64_t length, Operation op) const;
   detail::SharedMemoryObject object_;
   std::shared_ptr<const detail::Mapping> mapping_;
 };
