@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from ._core import SharedMemoryException
+from ._units import human_size
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_PROBLEMS = 1, 2, 3, 4
 
@@ -77,15 +78,6 @@ def _parse_mode(text: str) -> int:
     return mode
 
 
-def _human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
-
-
 def _human_age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -122,7 +114,7 @@ def _table(rows: List[Dict[str, Any]]) -> str:
     lines = [headers] + [
         [
             shown(r["key"]),
-            _human_size(r["size"]),
+            human_size(r["size"]),
             r["owner"],
             stat.filemode(0o100000 | int(r["mode"], 8)),
             _human_age(r["age_seconds"]),
@@ -300,7 +292,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         return EXIT_SKIPPED if report.skipped else 0
     verb = "would remove" if args.dry_run else "removed"
     for info in report.removed:
-        print(f"{verb} {shown(info.key)} ({_human_size(info.size)}, unused)")
+        print(f"{verb} {shown(info.key)} ({human_size(info.size)}, unused)")
     skipped = []
     for kept in report.kept:
         info = kept.region
@@ -357,8 +349,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     table = [["STATE", "NAME", "KEY", "REGISTERED", "LOCAL SIZE", "PIDS"]]
     for r in rows:
-        registered = "-" if r["byte_size"] is None else f"{_human_size(r['byte_size'])} @ {r['offset']}"
-        local = "-" if r["local_size"] is None else _human_size(r["local_size"])
+        registered = "-" if r["byte_size"] is None else f"{human_size(r['byte_size'])} @ {r['offset']}"
+        local = "-" if r["local_size"] is None else human_size(r["local_size"])
         state = r["state"] + (" (another tool's)" if r["foreign"] else "")
         table.append(
             [
@@ -375,6 +367,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    report = diagnose(
+        capacity=args.capacity,
+        url=args.url,
+        protocol=args.protocol,
+        headers=dict(args.header) if args.header else None,
+    )
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for check in report.checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+            if check.fix:
+                print(f"      fix: {check.fix}")
+        print("everything holds" if report.ok else "problems found: apply the fixes above")
+    return 0 if report.ok else EXIT_PROBLEMS
+
+
 # Shown at the end of each subcommand's --help.
 EXAMPLES = {
     "ls": ["tritonshm ls", "tritonshm ls --json"],
@@ -383,6 +395,11 @@ EXAMPLES = {
     "rm": ["tritonshm rm /left_by_crash", "tritonshm rm --force /stuck_region"],
     "gc": ["tritonshm gc --dry-run", "tritonshm gc --min-age 3600 --prefix /myapp_"],
     "status": ["tritonshm status --url localhost:8000", "tritonshm status --url localhost:8001 --protocol grpc --json"],
+    "doctor": [
+        "tritonshm doctor --capacity 1G",
+        "tritonshm doctor --url localhost:8000 --capacity 512M",
+        "tritonshm doctor --url localhost:8001 --protocol grpc --header triton-grpc-protocol-triton-access-token:TOKEN",
+    ],
     "demo": [
         "tritonshm demo",
         "tritonshm demo --url localhost:8000",
@@ -453,6 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_status)
+
+    p = add_subcommand(
+        sub, "doctor", help="check /dev/shm and a server for shared memory, with the fix for each problem"
+    )
+    p.add_argument("--url", help="also check this Triton server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--capacity", type=_parse_size, help="the shared memory you plan to use, e.g. 512M or 2G")
+    _add_header_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_doctor)
 
     from . import demo
 
