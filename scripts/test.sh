@@ -102,7 +102,7 @@ rm -rf "$clean"
 "$PYTHON" -m venv "$clean"
 # --only-binary: nothing may be compiled for this environment (CC/CXX point nowhere too).
 CC=false CXX=false "$clean/bin/python" -m pip install -q --only-binary=:all: "$wheels"/repaired/*.whl "numpy>=2" \
-  pytest hypothesis "tritonclient[http,grpc]" mypy array-api-strict 2>&1 | grep -v '^WARNING: Location' || true
+  pytest hypothesis pyyaml "tritonclient[http,grpc]" mypy array-api-strict 2>&1 | grep -v '^WARNING: Location' || true
 "$clean/bin/python" -c "import numpy, tritonshm; print('numpy', numpy.__version__, 'tritonshm from', tritonshm.__file__)"
 echo "not run here: e2e (PyTriton pins numpy<2; stage 4 ran it), test_cpp_package.py (builds C++ from source)"
 CC=false CXX=false "$clean/bin/python" -m pytest -q -p no:cacheprovider tests/python -m "not e2e" \
