@@ -15,6 +15,8 @@
 # Extra arguments go to the pytest of stage 4 (e.g. -k demo, -m e2e).
 source "$(dirname "$0")/common.sh"
 FUZZ_SECONDS="${TRITONSHM_FUZZ_SECONDS:-20}"
+# Our targets (library, extension, tests) build with warnings as errors here (CMakeLists.txt reads it).
+export TRITONSHM_WERROR=ON
 
 ensure_apt g++:g++ libgtest-dev:/usr/include/gtest/gtest.h clang:clang++ clang-format:clang-format \
   util-linux:unshare util-linux:setpriv

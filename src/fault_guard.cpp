@@ -26,6 +26,8 @@ thread_local JumpPoint* volatile t_jump_point __attribute__((tls_model("initial-
 // handler it replaced, ours, and raises again; others call it directly):
 // then it goes one handler further back, never round in a circle.
 thread_local volatile int t_chain_depth __attribute__((tls_model("initial-exec"))) = 0;
+// How many HandlerInPlace scopes are open on this thread.
+thread_local int t_checked_scopes = 0;
 
 void on_sigbus(int sig, siginfo_t* info, void* context);
 
@@ -121,10 +123,16 @@ void ensure_handler() noexcept {
 
 }  // namespace
 
+HandlerInPlace::HandlerInPlace() noexcept {
+  if (t_checked_scopes++ == 0) ensure_handler();
+}
+
+HandlerInPlace::~HandlerInPlace() { --t_checked_scopes; }
+
 std::optional<Fault> run_guarded(void (*fn)(void*) noexcept, void* context) noexcept {
   JumpPoint* const outer = t_jump_point;  // guards nest: restore the caller's
   if (outer == nullptr) {
-    ensure_handler();
+    if (t_checked_scopes == 0) ensure_handler();
     t_chain_depth = 0;  // a handler that jumped out of a pass_on left it raised
   }
   JumpPoint point;

@@ -33,6 +33,17 @@ template <class F>
   return run_guarded([](void* f) noexcept { (*static_cast<F*>(f))(); }, &fn);
 }
 
+// Checks once that our handler is in place for the guarded sections this
+// thread runs while it lives (e.g. one per part of a multi-part write), which
+// then skip their own check.
+class HandlerInPlace {
+ public:
+  HandlerInPlace() noexcept;
+  ~HandlerInPlace();
+  HandlerInPlace(const HandlerInPlace&) = delete;
+  HandlerInPlace& operator=(const HandlerInPlace&) = delete;
+};
+
 // Whether address lies in [begin, begin + size).
 inline bool fault_within(const Fault& fault, const void* begin, std::size_t size) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(fault.address), b = reinterpret_cast<std::uintptr_t>(begin);

@@ -145,6 +145,7 @@ void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> 
     total += part.size();
   }
   check_bounds(offset, total, Operation::set);
+  const detail::HandlerInPlace checked;  // once for all the parts
   std::byte* dst = data() + offset;
   for (const auto& part : parts) {
     if (auto fault = detail::copy_guarded(dst, part.data(), part.size(), detail::Destination::shared)) {

@@ -5,6 +5,7 @@
 
 #include "arguments.hpp"
 #include "binding.hpp"
+#include "tritonshm/detail/key.hpp"
 #include "tritonshm/inventory.hpp"
 #include "tritonshm/region.hpp"
 
@@ -88,6 +89,9 @@ void bind_inventory(nb::module_& m) {
         return remove_region(key, force);
       },
       nb::arg("key"), nb::arg("force"));
+  m.def(
+      "shm_directory", [] { return std::string(detail::kShmDirectory); },
+      "where shared memory objects live (key.hpp: the one place that names it)");
   m.def(
       "read_region",
       [](const std::string& key, uint64_t offset, uint64_t length) {

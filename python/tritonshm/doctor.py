@@ -22,7 +22,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ._core import SharedMemoryException
+from ._core import SharedMemoryException, shm_directory
 from ._units import human_size
 
 __all__ = ["Check", "Report", "diagnose", "docker_shm_size", "kubernetes_size_limit", "size_needed"]
@@ -108,7 +108,8 @@ def _mount_type(path: str) -> Optional[str]:
     return best_type
 
 
-def check_dev_shm(report: Report, capacity: Optional[int], directory: str = "/dev/shm") -> None:
+def check_dev_shm(report: Report, capacity: Optional[int]) -> None:
+    directory = shm_directory()
     try:
         fs = os.statvfs(directory)
     except OSError as exc:

@@ -12,13 +12,13 @@ import os
 import re
 from typing import Optional
 
-from .._core import SharedMemoryException
+from .._core import SharedMemoryException, shm_directory
 
 __all__ = ["explain", "server_refusal"]
 
 
 def _exists_here(key: str) -> bool:
-    return os.path.exists("/dev/shm/" + key.lstrip("/"))
+    return os.path.exists(shm_directory() + "/" + key.lstrip("/"))
 
 
 def explain(
