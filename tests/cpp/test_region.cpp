@@ -182,7 +182,7 @@ TEST(RegionDeathTest, SigbusOutsideOurCopiesStillKillsTheProcess) {
   // Our handler must not swallow faults that are not ours: it passes them to
   // the handler that was there before. That is the default action (death by
   // SIGBUS), or under AddressSanitizer, ASan's handler, which reports and exits.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TRITONSHM_TEST_ASAN)
   const auto died_as_before = [](int status) { return WIFEXITED(status) && WEXITSTATUS(status) != 0; };
   const char* expected_message = "BUS";
 #else
