@@ -128,6 +128,7 @@ def _pyplot() -> Any:
 
 TRITON_COLORS = {
     "tritonshm": "tab:blue",
+    "tritonshm grpc": "tab:cyan",
     "http binary (a)": "tab:orange",
     "grpc (b)": "tab:red",
     "shm per request (c)": "tab:green",
@@ -152,9 +153,130 @@ def _plot_lines(ax: Any, by: Dict[str, List[tuple]], colors: Dict[str, str]) -> 
     ax.set_xscale("log", base=2)
 
 
+TRITON_COLUMNS = {  # contender: column heading
+    "http binary (a)": "plain HTTP",
+    "grpc (b)": "plain gRPC",
+    "shm per request (c)": "shm/request",
+    "shm reused by hand (d)": "shm reused",
+    "tritonshm": "pool HTTP",
+    "tritonshm grpc": "pool gRPC",
+}
+TRITON_POOLS = ("tritonshm", "tritonshm grpc")
+TRITON_OTHERS = ("http binary (a)", "grpc (b)", "shm per request (c)", "shm reused by hand (d)")
+
+
+def triton_table(rows: List[Dict[str, Any]]) -> str:
+    """The issue's table: per model kind and size, each contender's median, the
+    pool's ratio to the best of the four others (target <= 1.05), from 16 MiB
+    the faster plain protocol's time over the pool's (target >= 4), and where
+    the pool's time goes."""
+    groups: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("case", "").startswith("triton_") and "median" in r:
+            groups.setdefault((r["kind"], r["size"]), {})[r["contender"]] = r
+    if not groups:
+        return ""
+    head = f"{'model':<9}{'size':>8} " + "".join(f"{h:>12}" for h in TRITON_COLUMNS.values())
+    head += "   pool/best (HTTP, gRPC)   plain/pool from 16 MiB"
+    out = ["Triton: median latency per request; the pool as a user calls it (no output_sizes)", head, "-" * len(head)]
+    notes = []
+    for (kind, size), by in groups.items():
+        line = f"{kind:<9}{human_size(size):>8} "
+        line += "".join(f"{human_time(by[c]['median']) if c in by else '-':>12}" for c in TRITON_COLUMNS)
+        others = [by[c]["median"] for c in TRITON_OTHERS if c in by]
+        plain = [by[c]["median"] for c in ("http binary (a)", "grpc (b)") if c in by]
+        ratios, speedups = [], []
+        for pool in TRITON_POOLS:
+            if pool in by and others:
+                ratio = by[pool]["median"] / min(others)
+                ratios.append(f"{ratio:.2f}{'' if ratio <= 1.05 else '!'}")
+            if pool in by and plain and size >= 16 << 20:
+                speedup = min(plain) / by[pool]["median"]
+                speedups.append(f"x{speedup:.1f}{'' if speedup >= 4 else '!'}")
+        line += f"   {', '.join(ratios):<24} {', '.join(speedups)}"
+        out.append(line)
+        for pool in TRITON_POOLS:
+            r = by.get(pool)
+            if r is None:
+                continue
+            where = f"server {human_time(r['server_median'])}"
+            if "pool_work_median" in r:
+                where += f", pool's own work {human_time(r['pool_work_median'])}"
+            if "outputs_in_shm_per_request" in r:
+                where += f", outputs in shm per request {r['outputs_in_shm_per_request']:.2f}"
+            elif r.get("pool_stats") is None:
+                where += ", no pool.stats() (older pool)"
+            notes.append(f"  {kind:<9}{human_size(size):>8} {TRITON_COLUMNS[pool]}: {where}")
+    out.append("('!': target missed: pool/best <= 1.05, plain/pool >= 4 from 16 MiB)")
+    out.append("where the pool's time goes (medians per request):")
+    return "\n".join(out + notes)
+
+
+def inline_crossover(rows: List[Dict[str, Any]]) -> str:
+    """Per protocol and direction, the smallest size from which a registered
+    region beats sending the tensor in the request (at that size and every
+    larger one measured): the pool's inline threshold, measured."""
+    columns = ("in inline, out inline", "in shm, out inline", "in inline, out shm", "in shm, out shm")
+    directions = {"input": columns[1], "output": columns[2], "both": columns[3]}  # each against columns[0]
+    out = []
+    for protocol in ("http", "grpc"):
+        by: Dict[int, Dict[str, float]] = {}
+        for r in rows:
+            if r.get("case") == f"inline_{protocol}":
+                by.setdefault(r["size"], {})[r["contender"]] = r["median"]
+        if not by:
+            continue
+        sizes = sorted(by)
+        out.append(f"One tensor inline or through a registered region, {protocol.upper()}, median per request:")
+        out.append(f"{'size':>10}" + "".join(f"{c:>24}" for c in columns) + "   shm - inline: input, output, both")
+        for size in sizes:
+            t = by[size]
+            line = f"{human_size(size):>10}" + "".join(f"{human_time(t[c]) if c in t else '-':>24}" for c in columns)
+            deltas = [
+                f"{(t[v] - t[columns[0]]) * 1e3:+.3f} ms" for v in directions.values() if v in t and columns[0] in t
+            ]
+            out.append(line + "   " + ", ".join(deltas))
+        for direction, variant in directions.items():
+            crossover = None
+            for size in reversed(sizes):
+                if by[size].get(variant, float("inf")) < by[size].get(columns[0], 0.0):
+                    crossover = size
+                else:
+                    break
+            if crossover is None:
+                verdict = f"inline wins up to {human_size(sizes[-1])}, the largest measured"
+            elif crossover == sizes[0]:
+                verdict = f"shm wins from {human_size(sizes[0])}, the smallest measured"
+            else:
+                verdict = f"shm wins from {human_size(crossover)} on; inline below"
+            out.append(f"  crossover, {protocol.upper()} {direction}: {verdict}")
+    return "\n".join(out)
+
+
+def concurrency_table(rows: List[Dict[str, Any]]) -> str:
+    """Requests per second under concurrency, per mode and size; the pool's ratio to the best other."""
+    groups: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("case", "").startswith("concurrency_"):
+            groups.setdefault((r["case"], r["size"]), {})[r["contender"]] = r
+    if not groups:
+        return ""
+    out = ["Concurrency: requests per second (every result checked)"]
+    for (case, size), by in groups.items():
+        cells = "  ".join(f"{name} {r['rps']:.1f}/s" for name, r in by.items())
+        ours = by.get("tritonshm")
+        others = [r["rps"] for name, r in by.items() if name != "tritonshm"]
+        verdict = ""
+        if ours and others:
+            ratio = ours["rps"] / max(others)
+            verdict = f"  pool/best other x{ratio:.2f}{'' if ratio >= 1 else '!'}"
+        out.append(f"  {case:<24}{human_size(size):>8}  {cells}{verdict}")
+    return "\n".join(out)
+
+
 def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
-    """Per-request latency against a real Triton server, by input size."""
-    triton_rows = [r for r in rows if r["case"] == "triton_infer"]
+    """Per-request latency against a real Triton server, by input size (the variable-dims model)."""
+    triton_rows = [r for r in rows if r["case"] == "triton_variable"]
     if not triton_rows:
         return False
     plt = _pyplot()
@@ -168,7 +290,7 @@ def chart_triton(path: str, rows: List[Dict[str, Any]]) -> bool:
     ax.set_yscale("log")
     ax.set_xlabel("input size (bytes; the output is as large)")
     ax.set_ylabel("latency per request (ms, median)")
-    ax.set_title("Inference through a real Triton server (PyTriton, loopback)")
+    ax.set_title("scale (variable dims) through a real Triton server (PyTriton, loopback)")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

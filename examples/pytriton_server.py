@@ -1,201 +1,39 @@
-"""A real Triton Inference Server on this machine, through PyTriton, serving
-the models the tritonshm demo and end-to-end tests use:
+"""A real Triton Inference Server on this machine (CPU only), through PyTriton,
+with two models to try tritonshm against:
 
-  simple        INT32 INPUT0, INPUT1 [16] -> OUTPUT0 = sum, OUTPUT1 = difference
-                (Triton's classic shared memory example model)
-  simple_fp32   the same in FP32
-  simple_fp16   the same in FP16
-  bytes_upper   BYTES INPUT0 [n] -> OUTPUT0 = upper-cased, OUTPUT1 = lengths (INT32)
-  double_fp32   FP32 INPUT0 [n] (no batching, any length) -> OUTPUT0 = 2 * INPUT0
+  simple  INT32 INPUT0, INPUT1 [16] -> OUTPUT0 = sum, OUTPUT1 = difference
+          (Triton's classic shared memory example model)
+  scale   FP32 INPUT0 [-1] -> OUTPUT0 = 2 * INPUT0, max_batch_size 1
+          (variable dims, as most models are declared: requests are [1, n])
 
 Run:  python examples/pytriton_server.py --http-port 8000 --grpc-port 8001
 then: tritonshm demo --url localhost:8000            (or --url localhost:8001 --protocol grpc)
+or:   SharedMemoryPool(tritonclient.http.InferenceServerClient("localhost:8000"), 64 << 20)
+          .infer("scale", {"INPUT0": np.ones((1, 1024), np.float32)})
 
-Needs `pip install nvidia-pytriton` (Linux, Python < 3.13). CPU only.
+Needs `pip install nvidia-pytriton` (Linux, Python < 3.13).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
 import sysconfig
-import threading
-import time
-from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
+from pytriton.decorators import batch
+from pytriton.model_config import ModelConfig, Tensor
+from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
 
-def use_this_interpreters_libpython() -> None:
-    """PyTriton runs each model in a stub process linked against
-    libpython3.X.so, found through the dynamic loader. If the system has
-    another libpython3.X (e.g. Debian's) than the one running us (e.g. pyenv's),
-    the stub loads that one under our standard library and fails at model
-    load (seen: "'_thread.RLock' object has no attribute '_recursion_count'").
-    Putting this interpreter's LIBDIR first makes the stub load the matching
-    library. Must run before Triton starts."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if libdir and os.path.isdir(libdir):
-        current = os.environ.get("LD_LIBRARY_PATH", "")
-        if libdir not in current.split(":"):
-            os.environ["LD_LIBRARY_PATH"] = libdir + (":" + current if current else "")
+@batch
+def add_sub(INPUT0, INPUT1):
+    return {"OUTPUT0": INPUT0 + INPUT1, "OUTPUT1": INPUT0 - INPUT1}
 
 
-def _add_sub(dtype: Any):
-    from pytriton.decorators import batch
-
-    @batch
-    def infer(INPUT0, INPUT1):
-        return {"OUTPUT0": (INPUT0 + INPUT1).astype(dtype), "OUTPUT1": (INPUT0 - INPUT1).astype(dtype)}
-
-    return infer
-
-
-def _bytes_upper():
-    from pytriton.decorators import batch
-
-    @batch
-    def infer(INPUT0):
-        upper = np.vectorize(lambda b: bytes(b).upper(), otypes=[object])(INPUT0)
-        lengths = np.vectorize(lambda b: len(bytes(b)), otypes=[np.int32])(INPUT0)
-        return {"OUTPUT0": upper.astype(np.bytes_), "OUTPUT1": lengths}
-
-    return infer
-
-
-def _double():
-    from pytriton.decorators import batch
-
-    @batch
-    def infer(INPUT0):
-        return {"OUTPUT0": INPUT0 * np.float32(2)}
-
-    return infer
-
-
-def bind_models(triton: Any) -> None:
-    from pytriton.model_config import ModelConfig, Tensor
-
-    for name, dtype in (("simple", np.int32), ("simple_fp32", np.float32), ("simple_fp16", np.float16)):
-        triton.bind(
-            model_name=name,
-            infer_func=_add_sub(dtype),
-            inputs=[Tensor(name="INPUT0", dtype=dtype, shape=(16,)), Tensor(name="INPUT1", dtype=dtype, shape=(16,))],
-            outputs=[
-                Tensor(name="OUTPUT0", dtype=dtype, shape=(16,)),
-                Tensor(name="OUTPUT1", dtype=dtype, shape=(16,)),
-            ],
-            config=ModelConfig(max_batch_size=8),
-            strict=True,
-        )
-    triton.bind(
-        model_name="bytes_upper",
-        infer_func=_bytes_upper(),
-        inputs=[Tensor(name="INPUT0", dtype=np.bytes_, shape=(-1,))],
-        outputs=[
-            Tensor(name="OUTPUT0", dtype=np.bytes_, shape=(-1,)),
-            Tensor(name="OUTPUT1", dtype=np.int32, shape=(-1,)),
-        ],
-        config=ModelConfig(max_batch_size=8),
-    )
-    triton.bind(
-        model_name="double_fp32",
-        infer_func=_double(),
-        inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
-        outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,))],
-        config=ModelConfig(batching=False),
-    )
-
-
-def _make_triton(
-    http_port: int, grpc_port: int, access_token: Optional[str] = None, open_statistics: bool = False
-) -> Any:
-    use_this_interpreters_libpython()
-    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
-
-    config = TritonConfig(
-        http_port=http_port,
-        grpc_port=grpc_port,
-        allow_metrics=False,
-        http_address="127.0.0.1",
-        grpc_address="127.0.0.1",
-    )
-    # PyTriton puts Triton's shared-memory API behind an access token by
-    # default; a plain tritonclient (and so `tritonshm demo --url`) sends none.
-    # The server listens on loopback only, and the other admin APIs stay guarded.
-    # With access_token, the shared-memory API stays guarded by that token.
-    if access_token is None:
-        opened = {"shared-memory", "statistics"} if open_statistics else {"shared-memory"}
-        security = TritonSecurityConfig(
-            restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e not in opened]
-        )
-    else:
-        security = TritonSecurityConfig(access_token=access_token)
-    return Triton(config=config, security_config=security)
-
-
-def start(http_port: int, grpc_port: int, access_token: Optional[str] = None) -> Any:
-    """Starts Triton with the models bound and returns it (call .stop())."""
-    triton = _make_triton(http_port, grpc_port, access_token)
-    bind_models(triton)
-    triton.run()
-    return triton
-
-
-@contextlib.contextmanager
-def spawn(*args: str, private_dev_shm: bool = False, timeout: float = 180) -> Iterator[Dict[str, str]]:
-    """This script as a server in a process group of its own, on free loopback
-    ports; yields its addresses {"http": ..., "grpc": ...} and stops it after.
-    With private_dev_shm, it runs in a mount namespace whose /dev/shm is its own
-    tmpfs, as in a container started without --ipc=host (needs root)."""
-    ports = {}
-    for protocol in ("http", "grpc"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports[protocol] = s.getsockname()[1]
-    command = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--http-port",
-        str(ports["http"]),
-        "--grpc-port",
-        str(ports["grpc"]),
-        *args,
-    ]
-    if private_dev_shm:
-        command = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs /dev/shm && exec "$@"', "sh", *command]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        ready, seen = threading.Event(), []
-
-        def read() -> None:  # drains the pipe for the server's whole life
-            assert process.stdout is not None
-            for line in process.stdout:
-                seen.append(line)
-                if "Triton serving on" in line:  # tritonserver's own log may share the line
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start: " + "".join(seen[-30:]))
-        yield {p: f"127.0.0.1:{port}" for p, port in ports.items()}
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
+@batch
+def scale(INPUT0):
+    return {"OUTPUT0": INPUT0 * np.float32(2)}
 
 
 def main() -> None:
@@ -203,14 +41,54 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--access-token", help="keep the shared-memory API behind this token")
-    parser.add_argument("--open-statistics", action="store_true", help="also open the statistics API (benchmarks)")
+    parser.add_argument("--open-statistics", action="store_true", help="also open the statistics API")
     args = parser.parse_args()
-    with _make_triton(args.http_port, args.grpc_port, args.access_token, args.open_statistics) as triton:
-        bind_models(triton)
-        print(
-            f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it",
-            flush=True,
+
+    # PyTriton's model stubs load libpython3.X through the dynamic loader: make
+    # it find this interpreter's own (pyenv and Debian may both have one).
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    os.environ["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p)
+
+    # PyTriton guards Triton's shared-memory API with an access token by
+    # default, and a plain tritonclient sends none: open it (loopback only)
+    # unless a token is given; the other admin APIs stay guarded.
+    if args.access_token is None:
+        opened = {"shared-memory", "statistics"} if args.open_statistics else {"shared-memory"}
+        security = TritonSecurityConfig(
+            restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e not in opened]
         )
+    else:
+        security = TritonSecurityConfig(access_token=args.access_token)
+    config = TritonConfig(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        allow_metrics=False,
+        http_address="127.0.0.1",
+        grpc_address="127.0.0.1",
+    )
+    with Triton(config=config, security_config=security) as triton:
+        triton.bind(
+            model_name="simple",
+            infer_func=add_sub,
+            inputs=[
+                Tensor(name="INPUT0", dtype=np.int32, shape=(16,)),
+                Tensor(name="INPUT1", dtype=np.int32, shape=(16,)),
+            ],
+            outputs=[
+                Tensor(name="OUTPUT0", dtype=np.int32, shape=(16,)),
+                Tensor(name="OUTPUT1", dtype=np.int32, shape=(16,)),
+            ],
+            config=ModelConfig(max_batch_size=8),
+            strict=True,
+        )
+        triton.bind(
+            model_name="scale",
+            infer_func=scale,
+            inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
+            outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,))],
+            config=ModelConfig(max_batch_size=1),
+        )
+        print(f"Triton serving on http 127.0.0.1:{args.http_port}, grpc 127.0.0.1:{args.grpc_port}; Ctrl-C stops it")
         triton.serve()
 
 

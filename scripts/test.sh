@@ -8,7 +8,9 @@
 #   3. libFuzzer on the BYTES and BF16 decoders, bounded in time (clang)
 #   4. the Python suite (pytest: API, processes, faults, properties, CLI, C++ package, e2e)
 #   5. the Python suite again against an ASan + UBSan build of the extension
-#   6. a smoke run of the benchmark suite (keeps it working; judges no speed)
+#   6. a smoke run of the benchmark suite (keeps it working; judges no speed), and
+#      a short soak of the pool (a minute: threads, growth, an unregister-all and a
+#      server restart; fails on a wrong result, a failure or a leftover)
 #   7. the wheel: built the standard way, repaired to a manylinux tag, checked,
 #      installed with binaries only (no compiler) into a clean venv with numpy 2,
 #      and the non-e2e suite run against it
@@ -89,6 +91,7 @@ ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PYT
 if [ -d "$ROOT/benchmarks" ] && [ -f "$ROOT/benchmarks/__main__.py" ]; then
   log "6. benchmark smoke run (tiny sizes; not a measurement)"
   "$VENV/bin/python" -m benchmarks --smoke --out "$ROOT/build/bench-smoke"
+  "$VENV/bin/python" -m benchmarks --smoke --only soak --out "$ROOT/build/bench-soak"
 fi
 
 log "7. the wheel, installed without a compiler into a clean venv with numpy 2, and the suite against it"

@@ -136,7 +136,7 @@ std::span<std::byte> Region::bytes(uint64_t offset, uint64_t length) const {
   return {data() + offset, static_cast<std::size_t>(length)};
 }
 
-void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const {
+uint64_t Region::total_size(std::span<const std::span<const std::byte>> parts) const {
   uint64_t total = 0;
   for (const auto& part : parts) {
     if (part.size() > UINT64_MAX - total) {
@@ -144,6 +144,11 @@ void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> 
     }
     total += part.size();
   }
+  return total;
+}
+
+void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const {
+  const uint64_t total = total_size(parts);
   check_bounds(offset, total, Operation::set);
   const detail::HandlerInPlace checked;  // once for all the parts
   std::byte* dst = data() + offset;
@@ -161,7 +166,11 @@ void Region::write(uint64_t offset, const void* data, uint64_t length) const {
 }
 
 void Region::write_bytes(uint64_t offset, std::span<const std::string_view> elements) const {
-  const uint64_t total = with_operation(Operation::set, key(), [&] { return serialized_bytes_size(elements); });
+  write_bytes_sized(offset, elements,
+                    with_operation(Operation::set, key(), [&] { return serialized_bytes_size(elements); }));
+}
+
+void Region::write_bytes_sized(uint64_t offset, std::span<const std::string_view> elements, uint64_t total) const {
   check_bounds(offset, total, Operation::set);
   if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset, static_cast<std::size_t>(total),
                                                    detail::Destination::shared)) {
@@ -178,12 +187,17 @@ void Region::read(uint64_t offset, void* out, uint64_t length) const {
 }
 
 std::vector<std::string_view> Region::read_bytes(uint64_t offset, uint64_t count) const {
+  if (offset > size()) {
+    throw SharedMemoryError(
+        Operation::read, key(),
+        "offset " + std::to_string(offset) + " is past its end (" + std::to_string(size()) + " bytes)");
+  }
+  return read_bytes_within(offset, size() - offset, count);
+}
+
+std::vector<std::string_view> Region::read_bytes_within(uint64_t offset, uint64_t length, uint64_t count) const {
   return with_operation(Operation::read, key(), [&] {
-    if (offset > size()) {
-      throw SharedMemoryError("offset " + std::to_string(offset) + " is past its end (" + std::to_string(size()) +
-                              " bytes)");
-    }
-    const std::span<const std::byte> rest(data() + offset, static_cast<std::size_t>(size() - offset));
+    const std::span<const std::byte> rest(data() + offset, static_cast<std::size_t>(length));
     const std::string context = "BYTES tensor at offset " + std::to_string(offset);
     std::vector<std::string_view> elements = detail::allocate_bytes_views(rest, count, context);
     detail::BytesDecode decoded;

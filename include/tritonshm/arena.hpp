@@ -5,9 +5,17 @@
 // the caller (add_region returns what to register), and a lease and its
 // release cost a few microseconds, not a region's creation.
 //
-// Thread-safe. The arena never talks to a server: growing is two steps,
-// add_region() and the caller's registration, so that a failed registration
-// can be undone with remove_region() and async callers can await it.
+// Thread-safe. The arena never talks to a server: growing is three steps,
+// add_region() (the region exists but is pending: no lease comes from it),
+// the caller's registration, then commit_region() (leases may come from it).
+// A failed registration is undone with remove_region(), which cannot find a
+// lease in a pending region; async callers can await the registration.
+//
+// The arena belongs to the process that made it. In a child made by fork()
+// every call that would change it throws, while releasing a lease, close()
+// and the destructor do nothing there: they never take the arena's lock
+// (another thread may have held it at the fork) and never unlink the
+// parent's regions.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +28,7 @@
 #include <vector>
 
 #include "tritonshm/region.hpp"
+#include "tritonshm/slice.hpp"
 
 namespace tritonshm {
 
@@ -57,22 +66,28 @@ class Lease {
   const std::string& key() const noexcept { return info_->key; }
   uint64_t offset() const noexcept { return offset_; }  // in the region
   uint64_t size() const noexcept { return size_; }
-  // The region, shared: its mapping outlives the arena's close() while held.
-  const std::shared_ptr<Region>& region() const noexcept { return region_; }
-  std::byte* data() const noexcept { return region_->data() + offset_; }
   bool live() const noexcept { return state_ != nullptr; }
+  // The leased bytes, bounded: offsets relative to the lease. Throws once the
+  // lease is released. The region (and its mapping) outlives the arena's
+  // close() while the lease is live.
+  const Slice& slice() const;
+  // The region, shared; null once released.
+  const std::shared_ptr<Region>& region() const noexcept;
+  std::byte* data() const noexcept { return slice_ ? slice_->data() : nullptr; }
 
-  // Gives the slice back to the arena. A second release does nothing.
+  // Gives the slice back to the arena and lets go of the region. A second
+  // release does nothing; in a forked child it only lets go (the parent's
+  // arena is not ours).
   void release() noexcept;
 
  private:
   friend class Arena;
-  Lease(std::shared_ptr<detail::ArenaState> state, std::shared_ptr<const ArenaRegion> info,
-        std::shared_ptr<Region> region, std::size_t index, uint64_t offset, uint64_t size) noexcept;
+  Lease(std::shared_ptr<detail::ArenaState> state, std::shared_ptr<const ArenaRegion> info, Slice slice,
+        std::size_t index) noexcept;
   std::shared_ptr<detail::ArenaState> state_;  // null once released
   std::shared_ptr<const ArenaRegion> info_;
-  std::shared_ptr<Region> region_;
-  std::size_t index_ = 0;  // the region's slot in the arena
+  std::optional<Slice> slice_;  // empty once released
+  std::size_t index_ = 0;       // the region's slot in the arena
   uint64_t offset_ = 0;
   uint64_t size_ = 0;
 };
@@ -82,32 +97,44 @@ class Arena {
   explicit Arena(ArenaOptions options = {});
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
-  // close()s.
+  // close()s (nothing in a forked child).
   ~Arena();
 
-  // Creates a region of `size` bytes for leases (register it before leasing
-  // from it matters to a server: leases come from it at once). Throws,
-  // saying how much is leased, if it would take the arena past max_bytes.
+  // Creates a region of `size` bytes, pending: no lease comes from it until
+  // commit_region (register it with the server in between). Throws, saying
+  // how much is leased, if it would take the arena past max_bytes.
   ArenaRegion add_region(uint64_t size);
-  // Removes a region none of whose bytes are leased (its registration
-  // failed, say). Returns whether it did.
+  // Makes the pending region `name` leasable. Throws if there is none.
+  void commit_region(std::string_view name);
+  // Removes a region, pending or committed, none of whose bytes are leased
+  // (its registration failed, say). Returns whether it did.
   bool remove_region(std::string_view name);
 
-  // A lease of `bytes` (rounded up to the alignment), or nullopt if no region
-  // has room: then add_region, register, and ask again.
+  // A lease of `bytes` (rounded up to the alignment) from a committed region,
+  // or nullopt if none has room: then add_region, register, commit, and ask again.
   std::optional<Lease> try_lease(uint64_t bytes);
   // try_lease, throwing (saying how much is leased) instead of nullopt.
   Lease lease(uint64_t bytes);
 
-  uint64_t capacity() const;      // bytes in all regions
-  uint64_t leased_bytes() const;  // bytes in live leases
-  std::size_t lease_count() const;
+  // The counters take no lock (safe in a forked child, where they show the
+  // parent's arena as it was at the fork).
+  uint64_t capacity() const noexcept;          // bytes in all regions, pending ones included
+  uint64_t leased_bytes() const noexcept;      // bytes in live leases
+  uint64_t high_water_bytes() const noexcept;  // the most bytes ever leased at once
+  std::size_t lease_count() const noexcept;
+  std::size_t region_count() const noexcept;  // committed regions
   uint64_t max_bytes() const noexcept;
   uint64_t alignment() const noexcept;
+  // False in a child made by fork(): the arena is the parent's.
+  bool owned_here() const noexcept;
+  // The committed regions, and those added but not yet committed.
   std::vector<ArenaRegion> regions() const;
+  std::vector<ArenaRegion> pending_regions() const;
 
-  // Unlinks every region. Live leases keep their memory mapped and may still
-  // be released; no new lease is given. Idempotent.
+  // Unlinks every region and lets go of them: each is unmapped as soon as its
+  // last lease is released (or at once if none is live). Live leases keep
+  // their memory and may still be released; no new lease is given, and the
+  // arena then has no regions. Idempotent.
   void close() noexcept;
 
  private:

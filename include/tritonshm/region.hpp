@@ -129,7 +129,14 @@ class Region {
   bool remove_if_owned() const;
 
  private:
+  friend class Slice;
   Region(detail::SharedMemoryObject object, std::shared_ptr<const detail::Mapping> mapping);
+  // The parts' total size; throws if it overflows 64 bits.
+  uint64_t total_size(std::span<const std::span<const std::byte>> parts) const;
+  // write_bytes with the elements' serialized size already summed.
+  void write_bytes_sized(uint64_t offset, std::span<const std::string_view> elements, uint64_t total) const;
+  // read_bytes, decoding only within [offset, offset + length) (checked by the caller).
+  std::vector<std::string_view> read_bytes_within(uint64_t offset, uint64_t length, uint64_t count) const;
   // Reports a fault at `address` (nullptr: not known) during an access of
   // `length` bytes at `offset`, blaming the region only if the address lies in
   // its mapping (or, without one, if it is smaller than the mapping now).

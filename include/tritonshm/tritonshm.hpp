@@ -8,4 +8,5 @@
 #include "tritonshm/inventory.hpp"
 #include "tritonshm/region.hpp"
 #include "tritonshm/registry.hpp"
+#include "tritonshm/slice.hpp"
 #include "tritonshm/tensor_codec.hpp"

@@ -20,47 +20,44 @@ namespace {
 
 Lease& lease_of(nb::handle self) { return nb::cast<Lease&>(self); }
 
-// Throws unless [offset, offset + length) lies inside the lease.
-void check_in_lease(const Lease& lease, uint64_t offset, uint64_t length, Operation op) {
-  if (!lease.live()) throw SharedMemoryError(op, lease.key(), "the lease was released");
-  if (offset > lease.size() || length > lease.size() - offset) {
-    throw SharedMemoryError(op, lease.key(),
-                            std::to_string(length) + " bytes at offset " + std::to_string(offset) +
-                                " do not fit in the lease of " + std::to_string(lease.size()) + " bytes");
-  }
-}
-
 // Copies a numpy array (in C order) into the lease at `offset`; returns its byte size.
 uint64_t write_array(nb::handle self, uint64_t offset, nb::handle array) {
-  const Lease& lease = lease_of(self);
+  const Slice& slice = lease_of(self).slice();
   if (!PyArray_Check(array.ptr())) {
-    throw SharedMemoryError(Operation::set, lease.key(), "expected a numpy array, got " + py_type_name(array));
+    throw SharedMemoryError(Operation::set, slice.key(), "expected a numpy array, got " + py_type_name(array));
   }
   nb::object contiguous =
       nb::steal(reinterpret_cast<PyObject*>(PyArray_GETCONTIGUOUS(reinterpret_cast<PyArrayObject*>(array.ptr()))));
   if (!contiguous.is_valid()) throw nb::python_error();
-  Buffer buffer(contiguous.ptr(), Operation::set, lease.key());
+  Buffer buffer(contiguous.ptr(), Operation::set, slice.key());
   const std::span<const std::byte> bytes = buffer.bytes();
-  check_in_lease(lease, offset, bytes.size(), Operation::set);
-  without_gil_above(bytes.size(), [&] { lease.region()->write(lease.offset() + offset, bytes.data(), bytes.size()); });
+  without_gil_above(bytes.size(), [&] { slice.write(offset, bytes.data(), bytes.size()); });
   return bytes.size();
 }
 
 void write_bytes(nb::handle self, uint64_t offset, const BytesElements& elements) {
-  const Lease& lease = lease_of(self);
-  check_in_lease(lease, offset, elements.serialized_size, Operation::set);
-  without_gil_above(elements.serialized_size,
-                    [&] { lease.region()->write_bytes(lease.offset() + offset, elements.views); });
+  const Slice& slice = lease_of(self).slice();
+  without_gil_above(elements.serialized_size, [&] { slice.write_bytes(offset, elements.views); });
 }
 
 nb::object read(nb::handle self, uint64_t offset, nb::handle datatype, nb::handle shape, bool copy) {
-  const Lease& lease = lease_of(self);
-  check_in_lease(lease, offset, 0, Operation::read);
-  return read_tensor(*lease.region(), lease.offset() + offset, lease.size() - offset, datatype, shape,
-                     copy ? TensorOwner::copy : TensorOwner::object, self);
+  const Slice& slice = lease_of(self).slice();
+  if (copy) return read_tensor(slice, offset, datatype, shape, TensorOwner::copy, nb::handle());
+  // A view keeps the lease (leased until the last view goes) and the mapping
+  // (so that even a release() and close() meanwhile cannot unmap it).
+  return read_tensor(slice, offset, datatype, shape, TensorOwner::object,
+                     mapping_owner(slice.region()->mapping(), self));
 }
 
-std::tuple<std::string, std::string, uint64_t> region_tuple(const ArenaRegion& r) { return {r.name, r.key, r.size}; }
+using RegionTuple = std::tuple<std::string, std::string, uint64_t>;  // name, key, size
+
+RegionTuple region_tuple(const ArenaRegion& r) { return {r.name, r.key, r.size}; }
+
+std::vector<RegionTuple> region_tuples(const std::vector<ArenaRegion>& regions) {
+  std::vector<RegionTuple> out;
+  for (const ArenaRegion& r : regions) out.push_back(region_tuple(r));
+  return out;
+}
 
 }  // namespace
 
@@ -107,20 +104,20 @@ void bind_arena(nb::module_& m) {
             return region_tuple(r);
           },
           nb::arg("size"))
+      .def("commit_region", &Arena::commit_region, nb::arg("name"))
       .def("remove_region", &Arena::remove_region, nb::arg("name"))
       .def("try_lease", &Arena::try_lease, nb::arg("nbytes"))
       .def("lease", &Arena::lease, nb::arg("nbytes"))
       .def_prop_ro("capacity", &Arena::capacity)
       .def_prop_ro("leased_bytes", &Arena::leased_bytes)
+      .def_prop_ro("high_water_bytes", &Arena::high_water_bytes)
       .def_prop_ro("lease_count", &Arena::lease_count)
+      .def_prop_ro("region_count", &Arena::region_count)
+      .def_prop_ro("owned_here", &Arena::owned_here)
       .def_prop_ro("max_bytes", &Arena::max_bytes)
       .def_prop_ro("alignment", &Arena::alignment)
-      .def("regions",
-           [](const Arena& a) {
-             std::vector<std::tuple<std::string, std::string, uint64_t>> out;
-             for (const ArenaRegion& r : a.regions()) out.push_back(region_tuple(r));
-             return out;
-           })
+      .def("regions", [](const Arena& a) { return region_tuples(a.regions()); })
+      .def("pending_regions", [](const Arena& a) { return region_tuples(a.pending_regions()); })
       .def("close", &Arena::close);
 }
 

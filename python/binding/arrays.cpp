@@ -41,10 +41,14 @@ nb::object bytes_object_array(std::span<const npy_intp> dims, std::span<const st
   return result;
 }
 
-nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) {
-  auto* keep = new std::shared_ptr<const detail::Mapping>(mapping);
+nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping, nb::handle also) {
+  struct Owned {
+    std::shared_ptr<const detail::Mapping> mapping;
+    nb::object also;
+  };
+  auto* keep = new Owned{mapping, nb::borrow(also)};
   PyObject* capsule = PyCapsule_New(keep, "tritonshm.mapping", [](PyObject* cap) {
-    delete static_cast<std::shared_ptr<const detail::Mapping>*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
+    delete static_cast<Owned*>(PyCapsule_GetPointer(cap, "tritonshm.mapping"));
   });
   if (capsule == nullptr) {
     delete keep;
@@ -53,26 +57,16 @@ nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping) 
   return nb::steal(capsule);
 }
 
-nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype, nb::handle shape_obj,
+nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype, nb::handle shape_obj,
                        TensorOwner owner, nb::handle owner_object) {
-  const std::string& key = region.key();
+  const std::string& key = slice.key();
   nb::object descr_ref = parse_dtype(datatype, key);
   auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());
   const Shape shape = parse_shape(shape_obj, key);
   if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
     check_numpy_can_hold(shape, sizeof(PyObject*), key);
-    std::vector<std::string_view> elements = region.read_bytes(offset, shape.count);
-    if (!elements.empty()) {
-      // The decoder stays inside the region; a lease must also stay inside its slice.
-      const uint64_t end = static_cast<uint64_t>(elements.back().data() + elements.back().size() -
-                                                 reinterpret_cast<const char*>(region.data()));
-      if (end - offset > limit) {
-        throw SharedMemoryError(Operation::read, key,
-                                "the BYTES tensor at offset " + std::to_string(offset) + " runs past its " +
-                                    std::to_string(limit) + " bytes");
-      }
-    }
-    return bytes_object_array(shape.dims(), elements, [&region](auto from, auto to) { region.copy_out(from, to); });
+    std::vector<std::string_view> elements = slice.read_bytes(offset, shape.count);
+    return bytes_object_array(shape.dims(), elements, [&slice](auto from, auto to) { slice.copy_out(from, to); });
   }
   if (PyDataType_REFCHK(descr)) {
     throw SharedMemoryError(Operation::read, key,
@@ -89,27 +83,23 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
   if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
     throw SharedMemoryError(Operation::read, key, "the tensor's size overflows 64 bits");
   }
-  if (nbytes > limit) {
-    throw SharedMemoryError(Operation::read, key,
-                            std::to_string(nbytes) + " bytes do not fit in the " + std::to_string(limit) +
-                                " bytes at offset " + std::to_string(offset));
-  }
-  Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
+  slice.check(offset, nbytes, Operation::read);  // before numpy allocates anything
+  Py_INCREF(descr);                              // the array constructors steal it; descr_ref still owns ours
   if (owner == TensorOwner::copy) {
     PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
                                          const_cast<npy_intp*>(shape.dims().data()), nullptr, nullptr, 0, nullptr);
     if (arr == nullptr) throw nb::python_error();
     nb::object result = nb::steal(arr);
     void* out = PyArray_DATA(reinterpret_cast<PyArrayObject*>(arr));
-    without_gil_above(nbytes, [&] { region.read(offset, out, nbytes); });
+    without_gil_above(nbytes, [&] { slice.read(offset, out, nbytes); });
     return result;
   }
-  region.check_backed(offset, nbytes, Operation::read);
+  const std::span<std::byte> bytes = slice.bytes(offset, nbytes);
   PyObject* base = Py_NewRef(owner_object.ptr());
   // With a null data pointer numpy would allocate; an empty tensor at the very
   // end of an empty region is the one case without an address, so give it one.
   static std::byte empty_tensor_address[16];
-  void* data = region.data() != nullptr ? static_cast<void*>(region.data() + offset) : empty_tensor_address;
+  void* data = bytes.data() != nullptr ? static_cast<void*>(bytes.data()) : empty_tensor_address;
   PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
                                        const_cast<npy_intp*>(shape.dims().data()), nullptr, data,
                                        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, nullptr);

@@ -10,6 +10,7 @@
 
 #include "binding.hpp"
 #include "tritonshm/region.hpp"
+#include "tritonshm/slice.hpp"
 
 namespace tritonshm::binding {
 
@@ -19,15 +20,16 @@ enum class TensorOwner {
   copy,    // an array of its own
 };
 
-// A Python object that keeps `mapping` alive: the base of views into it.
-nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping);
+// A Python object that keeps `mapping` alive, and `also` (a lease, say) with
+// it: the base of views into it.
+nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping, nb::handle also = nb::handle());
 
-// The tensor of `datatype` and `shape` at `offset` of `region`, within
-// `limit` bytes from it (a lease's slice; UINT64_MAX: the region's own bounds): fixed-size types as a view or a copy
-// (per owner), BYTES (np.object_ / np.bytes_) decoded into an object array of bytes. Every read is bounds-checked and
-// SIGBUS-guarded.
-nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb::handle datatype, nb::handle shape,
-                       TensorOwner owner, nb::handle owner_object);
+// The tensor of `datatype` and `shape` at `offset` of `slice` (a lease, or a
+// whole region): fixed-size types as a view or a copy (per owner), BYTES
+// (np.object_ / np.bytes_) decoded into an object array of bytes. Every read
+// is bounded by the slice and SIGBUS-guarded.
+nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype, nb::handle shape, TensorOwner owner,
+                       nb::handle owner_object);
 
 // Copies elements into destinations; runs without the GIL.
 using ElementCopier = std::function<void(std::span<const std::string_view>, std::span<std::byte* const>)>;

@@ -82,12 +82,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def triton():
-    """A real Triton server (PyTriton's, examples/pytriton_server.py) in this
+    """A real Triton server (PyTriton's, tests/triton_server.py) in this
     process, on loopback, for the whole session: its HTTP and gRPC addresses."""
     import importlib.util
 
     root = pathlib.Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("pytriton_server", root / "examples/pytriton_server.py")
+    spec = importlib.util.spec_from_file_location("pytriton_server", root / "tests/triton_server.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ports = {"http": free_port(), "grpc": free_port()}
@@ -96,6 +96,19 @@ def triton():
         yield {"http": f"127.0.0.1:{ports['http']}", "grpc": f"127.0.0.1:{ports['grpc']}"}
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["http", "grpc"])
+def client(request, triton):
+    """A tritonclient client of the session's server, once per protocol
+    (`client.protocol` says which)."""
+    import importlib
+
+    module = importlib.import_module(f"tritonclient.{request.param}")
+    c = module.InferenceServerClient(url=triton[request.param])
+    c.protocol = request.param
+    yield c
+    c.close()
 
 
 def run(*cmd, cwd=None):

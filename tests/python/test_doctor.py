@@ -61,8 +61,8 @@ def test_small_dev_shm_is_reported_with_the_docker_compose_and_kubernetes_size()
 
 
 def spawn_server(*extra, private_dev_shm=False):
-    """examples/pytriton_server.py in a process of its own (as test_e2e_pool.py starts it)."""
-    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "examples/pytriton_server.py")
+    """tests/triton_server.py in a process of its own (as the e2e tests start it)."""
+    spec = importlib.util.spec_from_file_location("triton_server", ROOT / "tests" / "triton_server.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.spawn(*extra, private_dev_shm=private_dev_shm)

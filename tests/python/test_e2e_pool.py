@@ -80,7 +80,7 @@ def test_pool_infers_int32_fp32_and_bytes(client):
 
 
 def test_copy_false_views_keep_their_lease_until_they_die(client):
-    with SharedMemoryPool(client, 1 << 20) as pool:
+    with SharedMemoryPool(client, 1 << 20, inline_threshold=0) as pool:  # small tensors in shared memory too
         a = np.arange(16, dtype=np.float32).reshape(1, 16)
         out = pool.infer("simple_fp32", {"INPUT0": a, "INPUT1": a}, copy=False)
         assert pool.leased_bytes > 0 and out["OUTPUT0"].base is not None
@@ -268,7 +268,7 @@ def server_process(*extra, private_dev_shm=False):
     """examples/pytriton_server.py started in a process of its own."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "examples/pytriton_server.py")
+    spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "tests/triton_server.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.spawn(*extra, private_dev_shm=private_dev_shm)

@@ -8,14 +8,19 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy.typing as npt
 
-from .._core import SharedMemoryException
-from ._lifecycle import DEFAULT_PREFIX, PoolCore, PoolState, close_quietly
-from .request import parse_model_config
+from .pool_base import PoolBase
+from .pool_state import PoolState
+from .request import ModelOutputs
+from .request_flow import close_steps, infer_steps, lease_steps, model_steps, open_steps, run
 
 __all__ = ["SharedMemoryPool"]
 
 
-class SharedMemoryPool(PoolState):
+def _close(state: PoolState) -> None:
+    run(close_steps(state), state.grow_lock)
+
+
+class SharedMemoryPool(PoolBase):
     """Shared memory registered once with a Triton server, leased per request.
 
     ``client`` is a ``tritonclient.http`` or ``tritonclient.grpc``
@@ -28,73 +33,39 @@ class SharedMemoryPool(PoolState):
     that says how much is leased. ``headers`` go with its own calls to the
     server (e.g. an access token for the shared-memory API).
 
+    Tensors of ``inline_threshold`` bytes or more (default 64 KiB, measured:
+    see the README) travel through shared memory, smaller ones inline in the
+    request or the response, where they are faster.
+
+    If the server forgets the pool's registrations (it restarted, or a client
+    unregistered everything), the pool registers its regions again and runs
+    the request that found out once more.
+
     ``close()`` unregisters only the pool's own names and destroys its regions;
     it is idempotent, and also runs when the pool is collected or the
-    interpreter exits. Thread-safe.
+    interpreter exits. Thread-safe. A child made by ``fork()`` cannot use the
+    parent's pool (it raises, saying so) and never touches the parent's
+    regions or registrations: create a pool in the child.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        capacity: int,
-        *,
-        max_capacity: Optional[int] = None,
-        region_size: Optional[int] = None,
-        prefix: str = DEFAULT_PREFIX,
-        alignment: int = 64,
-        headers: Optional[Dict[str, str]] = None,
-        mode: int = 0o600,
-        prefault: bool = False,
-    ) -> None:
-        self._core = PoolCore(client, capacity, max_capacity, region_size, prefix, alignment, headers, mode, prefault)
-        core = self._core
-        self._close = weakref.finalize(self, close_quietly, core.client, core.arena, core.registered, core.headers)
+    def _start(self) -> None:
+        state = self._state
+        self._finalizer = weakref.finalize(self, _close, state)
         try:
-            self._add_region(capacity)
+            run(open_steps(state), state.grow_lock)
         except BaseException:
-            self._close()
+            self._finalizer()
             raise
-
-    # -- leases -----------------------------------------------------------
 
     def lease(self, nbytes: int) -> Any:
         """A lease of at least ``nbytes`` (tritonshm._core.Lease: ``name``,
         ``key``, ``offset``, ``size``, ``write``, ``read``, ``release``), growing
         the pool if needed."""
-        core = self._core
-        if core.closed:
-            raise SharedMemoryException("unable to lease shared memory: the pool is closed")
-        lease = core.arena.try_lease(nbytes)
-        while lease is None:
-            with core.grow_lock:
-                lease = core.arena.try_lease(nbytes)
-                if lease is None:
-                    self._add_region(core.growth_for(nbytes))
-                    lease = core.arena.try_lease(nbytes)
-        return lease
+        return run(lease_steps(self._state, nbytes), self._state.grow_lock)
 
-    def _add_region(self, size: int) -> None:
-        core = self._core
-        name, key, byte_size = core.arena.add_region(size)
-        try:
-            core.client.register_system_shared_memory(name, key, byte_size, headers=core.headers)
-        except Exception as error:
-            raise core.registration_refusal(error, name, key, byte_size) from error
-        core.registered.append(name)
-
-    # -- inference ---------------------------------------------------------
-
-    def model_outputs(self, model_name: str, model_version: str = "") -> Any:
+    def model_outputs(self, model_name: str, model_version: str = "") -> Optional[ModelOutputs]:
         """The outputs the model's configuration declares (cached), or None if the server will not say."""
-        core = self._core
-        key = (model_name, model_version)
-        if key not in core.models:
-            call, kwargs = core.config_call(model_name, model_version)
-            try:
-                core.models[key] = parse_model_config(call(model_name, **kwargs))
-            except Exception:  # noqa: BLE001 - no config: outputs come back in the response
-                core.models[key] = None
-        return core.models[key]
+        return run(model_steps(self._state, model_name, model_version), self._state.grow_lock)
 
     def infer(
         self,
@@ -106,51 +77,45 @@ class SharedMemoryPool(PoolState):
         output_sizes: Optional[Mapping[str, int]] = None,
         model_version: str = "",
         client: Any = None,
+        retry: bool = True,
         **kwargs: Any,
     ) -> Dict[str, npt.NDArray[Any]]:
-        """Runs one inference with its inputs, and its outputs where their size
-        is known, in one lease of the pool.
+        """Runs one inference; returns its outputs by name.
 
         ``inputs`` maps input names to numpy arrays (BYTES as object or bytes
-        arrays, serialized straight into the lease). Outputs (all the model
-        declares, or the names in ``outputs``) go to shared memory when their
-        size is known from the model's configuration and the batch size (the
-        first input's first dimension) or from ``output_sizes``; the others
-        come back in the response. With ``copy=True`` (default) the results are
-        arrays of their own and the lease is released before returning; with
-        ``copy=False`` they are views of the lease, which stays leased until
-        the last of them is gone. Other keyword arguments go to the client's
-        ``infer`` (priority, timeout, request_id, parameters, headers, ...).
+        arrays). Each tensor of at least ``inline_threshold`` bytes travels
+        through the pool's shared memory, the others inline. An output's size
+        comes from ``output_sizes`` when given, else from the model's
+        configuration (fixed dims), else from earlier responses of the same
+        request signature (model, version, inputs' names, dtypes and shapes):
+        the first request of a signature gets its outputs inline, the next ones
+        in shared memory. An output that outgrows what was learned (its size
+        depends on the content) is run again once with the size the server
+        names, and that size is remembered. ``outputs`` limits the outputs
+        returned to these names.
 
+        With ``copy=True`` (default) the results are arrays of their own and
+        the lease is released before returning; with ``copy=False`` outputs in
+        shared memory are views of the lease, which stays leased until the last
+        of them is gone (a failed request releases its lease at once).
+
+        ``retry=False`` never runs a request twice (nor is one with a
+        ``sequence_id``: its sequence's state would advance twice).
         ``client`` sends this request through another client of the same
-        server (of the same protocol): tritonclient's HTTP client is not
-        thread-safe (it runs on gevent), so threads sharing one pool each use
-        their own; gRPC clients can be shared.
+        server and protocol: tritonclient's HTTP client is not thread-safe (it
+        runs on gevent), so threads sharing one pool each use their own; gRPC
+        clients can be shared. Other keyword arguments go to the client's
+        ``infer`` (priority, timeout, request_id, sequence_id, parameters,
+        headers, ...).
         """
-        core = self._core
-        sizes = output_sizes or {}
-        model = self.model_outputs(model_name, model_version) if core.needs_config(outputs, sizes) else None
-        plan = core.plan(inputs, outputs, model, sizes)
-        lease = self.lease(plan.total)
-        try:
-            plan.write(lease)
-            try:
-                result = (client or core.client).infer(
-                    model_name, **core.infer_arguments(plan, lease, model_version), **kwargs
-                )
-            except Exception as error:
-                raise core.inference_refusal(error, model_name) from error
-            return plan.results(result, lease, copy)
-        finally:
-            if copy:
-                lease.release()
-
-    # -- state and lifetime --------------------------------------------------
+        steps = infer_steps(
+            self._state, model_name, inputs, outputs, copy, output_sizes, model_version, client, retry, kwargs
+        )
+        return run(steps, self._state.grow_lock)
 
     def close(self) -> None:
         """Unregisters the pool's own regions and destroys them. Idempotent."""
-        self._core.closed = True
-        self._close()
+        self._finalizer()
 
     def __enter__(self) -> "SharedMemoryPool":
         return self

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 from .._core import SharedMemoryException, shm_directory
 
-__all__ = ["explain", "server_refusal"]
+__all__ = ["explain", "missing_region", "needed_output_size", "server_refusal"]
+
+
+_OUTPUT_TOO_SMALL = re.compile(r"output '([^']*)' \((\d+) bytes\) should be at least (\d+) bytes")
+_REGION_NOT_FOUND = re.compile(r"unable to find shared memory region: '([^']*)'", re.IGNORECASE)
 
 
 def _exists_here(key: str) -> bool:
@@ -47,6 +51,13 @@ def explain(
             f"the server cannot open shared memory key '{missing}', and it does not exist on this host either: "
             "create the region before registering it, and check that the key is spelled the same."
         )
+    if "unable to find shared memory region" in lowered:
+        name = missing_region(error)
+        return (
+            f"the server has no registration named '{name}': it restarted, or a client unregistered it "
+            "(an unregister-all, as perf_analyzer does when it starts). Register the region again; "
+            "SharedMemoryPool does that by itself for its own regions."
+        )
     if "client shared memory is disabled" in lowered or "allow-client-shm" in lowered:
         return (
             "the server refuses client shared memory: start tritonserver with --allow-client-shm=true "
@@ -68,7 +79,7 @@ def explain(
             f"the server refused the registration: the region is smaller than the registration{sizes}, or the "
             "offset is not a multiple of the page size."
         )
-    match = re.search(r"output '([^']*)' \((\d+) bytes\) should be at least (\d+) bytes", text)
+    match = _OUTPUT_TOO_SMALL.search(text)
     if match:
         name, given, needed = match.group(1), int(match.group(2)), int(match.group(3))
         return (
@@ -81,6 +92,19 @@ def explain(
             "must be unique per server; the pool makes its own unique ones."
         )
     return None
+
+
+def needed_output_size(error: BaseException) -> Optional[Tuple[str, int]]:
+    """(output name, bytes it needed) when the server refused an output slot as too small."""
+    match = _OUTPUT_TOO_SMALL.search(str(error))
+    return (match.group(1), int(match.group(3))) if match else None
+
+
+def missing_region(error: BaseException) -> Optional[str]:
+    """The registered name the server could not find (it restarted, or a
+    client unregistered it), or None if the error is not that."""
+    match = _REGION_NOT_FOUND.search(str(error))
+    return match.group(1) if match else None
 
 
 def server_refusal(error: BaseException, what: str, **context: object) -> BaseException:

@@ -1,0 +1,127 @@
+"""Registrations that heal: when the server forgets the pool's regions (another
+client unregistered everything, or the server restarted), the pool registers
+them again, once per incident, and runs the request that found out once more.
+Against PyTriton's real server, HTTP and gRPC, sync and asyncio."""
+
+import asyncio
+import importlib.util
+import os
+import pathlib
+import threading
+
+import numpy as np
+import pytest
+
+import tritonshm as shm
+
+from e2e_clients import ASYNC, PROTOCOLS, grpc, grpc_aio, http, run_in_threads  # noqa: E402, F401
+
+pytestmark = pytest.mark.e2e
+
+
+from tritonshm.triton import AsyncSharedMemoryPool, SharedMemoryPool, shared_memory_status  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def server_module():
+    spec = importlib.util.spec_from_file_location("triton_server", ROOT / "tests" / "triton_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def double(pool, n=1 << 14, client=None, seed=0):
+    x = np.random.default_rng(seed).random(n, dtype=np.float32)
+    np.testing.assert_array_equal(pool.infer("double_fp32", {"INPUT0": x}, client=client)["OUTPUT0"], 2 * x)
+
+
+def test_unregister_all_by_another_client_heals_on_the_next_request(client, triton):
+    with SharedMemoryPool(client, 1 << 20) as pool:
+        double(pool)
+        with PROTOCOLS[client.protocol].InferenceServerClient(triton[client.protocol]) as other:
+            other.unregister_system_shared_memory()  # everything, as perf_analyzer does at start
+        double(pool)
+        stats = pool.stats()
+        assert stats["reregistrations"] == 1 and stats["retries"] == 1
+        registered = {r["name"] for r in shared_memory_status(client) if r["name"]}
+        assert set(pool.region_names) <= registered
+        double(pool)
+        assert pool.stats()["reregistrations"] == 1
+
+
+def test_many_threads_that_find_out_at_once_heal_once(triton):
+    client = grpc.InferenceServerClient(triton["grpc"])  # shared by the threads
+    with SharedMemoryPool(client, 4 << 20) as pool:
+        double(pool)
+        with grpc.InferenceServerClient(triton["grpc"]) as other:
+            other.unregister_system_shared_memory()
+        barrier = threading.Barrier(8)
+
+        def work(seed):
+            barrier.wait()
+            double(pool, seed=seed)
+
+        errors = run_in_threads(work, 8)
+        assert not errors, errors[:3]
+        assert pool.stats()["reregistrations"] == 1, "one incident, one healing"
+    client.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_server_restarted_on_the_same_ports_is_healed(protocol):
+    module = server_module()
+    ports = module.free_ports()
+    with module.spawn(ports=ports) as urls:
+        client = PROTOCOLS[protocol].InferenceServerClient(urls[protocol])
+        pool = SharedMemoryPool(client, 1 << 20)
+        double(pool)
+    with module.spawn(ports=ports):  # a new server: it knows nothing of the pool
+        try:
+            if protocol == "http":  # the old connection died with the old server
+                client = http.InferenceServerClient(urls[protocol])
+            double(pool, client=client)
+            assert pool.stats()["reregistrations"] == 1
+        finally:
+            names = pool.region_names
+            pool.close()
+        with PROTOCOLS[protocol].InferenceServerClient(urls[protocol]) as check:
+            assert not {r["name"] for r in shared_memory_status(check) if r["name"]} & set(names)
+    assert not [p for p in os.listdir("/dev/shm") if p in names]
+
+
+def test_a_server_that_cannot_see_the_regions_any_more_is_explained():
+    """Restarted in another IPC namespace: registering again fails, and says why."""
+    module = server_module()
+    ports = module.free_ports()
+    with module.spawn(ports=ports) as urls:
+        client = grpc.InferenceServerClient(urls["grpc"])
+        pool = SharedMemoryPool(client, 1 << 20)
+        double(pool)
+    try:
+        with module.spawn(ports=ports, private_dev_shm=True):
+            with pytest.raises(shm.SharedMemoryException, match="--ipc=host"):
+                double(pool)
+    finally:
+        pool.close()
+        client.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_async_pool_heals_too(triton, protocol):
+    async def main():
+        aclient = ASYNC[protocol].InferenceServerClient(url=triton[protocol])
+        try:
+            async with AsyncSharedMemoryPool(aclient, 1 << 20) as pool:
+                x = np.ones(1 << 14, np.float32)
+                await pool.infer_async("double_fp32", {"INPUT0": x})
+                await aclient.unregister_system_shared_memory()
+                results = await asyncio.gather(*(pool.infer_async("double_fp32", {"INPUT0": x}) for _ in range(8)))
+                for out in results:
+                    np.testing.assert_array_equal(out["OUTPUT0"], 2 * x)
+                return pool.stats()
+        finally:
+            await aclient.close()
+
+    stats = asyncio.run(main())
+    assert stats["reregistrations"] == 1
