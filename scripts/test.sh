@@ -77,6 +77,8 @@ rm -rf "$asan_site"
 "$VENV/bin/python" -m pip install -q --no-deps --target "$asan_site" \
   -C cmake.define.TRITONSHM_SANITIZE=address,undefined -C build-dir="$ROOT/build/asan" "$ROOT" 2>&1 \
   | grep -v '^WARNING: Location' || true
+# Without this, a failed build would leave the suite to import the plain one.
+ls "$asan_site"/tritonshm/_core*.so >/dev/null || { echo "the ASan + UBSan build of the extension failed"; exit 1; }
 # ASan must be loaded first, and libstdc++ with it so that its __cxa_throw
 # interceptor finds the real one (python itself does not link libstdc++).
 echo "deselected here: test_reference_dies_of_sigbus_where_we_raise (ASan's own SIGBUS handler changes how the reference dies)"
