@@ -17,6 +17,8 @@
 # Extra arguments go to the pytest of stage 4 (e.g. -k demo, -m e2e).
 source "$(dirname "$0")/common.sh"
 FUZZ_SECONDS="${TRITONSHM_FUZZ_SECONDS:-20}"
+# Our targets (library, extension, tests) build with warnings as errors here (CMakeLists.txt reads it).
+export TRITONSHM_WERROR=ON
 
 ensure_apt g++:g++ libgtest-dev:/usr/include/gtest/gtest.h clang:clang++ clang-format:clang-format \
   util-linux:unshare util-linux:setpriv
@@ -75,6 +77,8 @@ rm -rf "$asan_site"
 "$VENV/bin/python" -m pip install -q --no-deps --target "$asan_site" \
   -C cmake.define.TRITONSHM_SANITIZE=address,undefined -C build-dir="$ROOT/build/asan" "$ROOT" 2>&1 \
   | grep -v '^WARNING: Location' || true
+# Without this, a failed build would leave the suite to import the plain one.
+ls "$asan_site"/tritonshm/_core*.so >/dev/null || { echo "the ASan + UBSan build of the extension failed"; exit 1; }
 # ASan must be loaded first, and libstdc++ with it so that its __cxa_throw
 # interceptor finds the real one (python itself does not link libstdc++).
 echo "deselected here: test_reference_dies_of_sigbus_where_we_raise (ASan's own SIGBUS handler changes how the reference dies)"
@@ -105,7 +109,7 @@ rm -rf "$clean"
 "$PYTHON" -m venv "$clean"
 # --only-binary: nothing may be compiled for this environment (CC/CXX point nowhere too).
 CC=false CXX=false "$clean/bin/python" -m pip install -q --only-binary=:all: "$wheels"/repaired/*.whl "numpy>=2" \
-  pytest hypothesis "tritonclient[http,grpc]" mypy array-api-strict 2>&1 | grep -v '^WARNING: Location' || true
+  pytest hypothesis pyyaml "tritonclient[http,grpc]" mypy array-api-strict 2>&1 | grep -v '^WARNING: Location' || true
 "$clean/bin/python" -c "import numpy, tritonshm; print('numpy', numpy.__version__, 'tritonshm from', tritonshm.__file__)"
 echo "not run here: e2e (PyTriton pins numpy<2; stage 4 ran it), test_cpp_package.py (builds C++ from source)"
 CC=false CXX=false "$clean/bin/python" -m pytest -q -p no:cacheprovider tests/python -m "not e2e" \

@@ -110,9 +110,9 @@ std::optional<Fault> copy_each_guarded(std::span<const std::string_view> sources
 std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements, std::byte* out,
                                              std::size_t serialized_size, Destination to) noexcept {
   const std::size_t total = serialized_size - 4 * elements.size();  // the elements' own bytes
-  // Threads pay only for long elements: with short ones the second pass over
-  // the output that they need cost more than they saved (1M x 16 B into a
-  // region: 9 ms in one pass, 17-19 ms in two).
+  // Threads pay only for long elements: with short ones, the second pass over
+  // the output that they need costs more than they save (the benchmarks'
+  // BYTES cases measure both).
   const bool long_elements = total / std::max<std::size_t>(elements.size(), 1) >= kStreamElementMin;
   std::vector<std::byte*> destinations;
   if (long_elements && total >= kCopyThreadThreshold) {
@@ -126,7 +126,7 @@ std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> e
     const bool stream = to == Destination::shared && total >= kStreamThreshold;
     const StoreIsa isa = stream ? copy_engine().isa : StoreIsa::portable;
     // Two instances of the loop, so that the plain one carries no test for
-    // streaming (a 16-byte element costs about 13 instructions).
+    // streaming: a short element's copy is only a few instructions.
     auto serialize_with = [&]<bool Stream>() noexcept {
       std::byte* p = out;
       for (const std::string_view e : elements) {

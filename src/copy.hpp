@@ -12,10 +12,10 @@
 
 namespace tritonshm::detail {
 
-// Copies from this size on use streaming stores. Measured on the development
-// machine (README, Performance): into a warm region, memcpy wins while the
-// destination fits the caches (33 against 20 GB/s at 4 MiB), streaming stores
-// from 8 MiB (18-20 against 8-17 GB/s) and by 2x from 16 MiB.
+// Copies from this size on use streaming stores, as the benchmark suite
+// measures it (README, Performance): into a warm region, memcpy wins while the
+// destination fits the caches; past them, streaming stores win, as they skip
+// reading the destination lines first.
 inline constexpr std::size_t kStreamThreshold = std::size_t{8} << 20;
 // Within a streamed BYTES tensor, elements shorter than this are memcpy'd:
 // aligning the stores of a short element costs more than it saves.

@@ -8,8 +8,8 @@ namespace {
 std::string compose(Operation op, const std::string& key, const std::string& detail) {
   std::string text(operation_text(op));
   if (text.empty()) return detail;
-  if (!key.empty()) text += " " + quote_key(key);
-  if (!detail.empty()) text += ": " + detail;
+  if (!key.empty()) text.append(" ").append(quote_key(key));
+  if (!detail.empty()) text.append(": ").append(detail);
   return text;
 }
 

@@ -4,8 +4,10 @@
 // (another process truncated it) raises SIGBUS. Every access to memory that
 // another process can shrink (copies into and out of regions, the BYTES
 // decoder, probes) runs through run_guarded: a per-thread jump point that our
-// SIGBUS handler returns to, with the faulting address. The hot path makes no
-// system call.
+// SIGBUS handler returns to, with the faulting address. Other code may replace
+// the handler at any time (faulthandler, signal.signal, other libraries), so
+// each outermost guarded section first checks that ours is in place: one
+// sigaction() query, the only system call on the hot path.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +32,17 @@ template <class F>
   static_assert(std::is_nothrow_invocable_v<F&>, "a guarded function must be noexcept");
   return run_guarded([](void* f) noexcept { (*static_cast<F*>(f))(); }, &fn);
 }
+
+// Checks once that our handler is in place for the guarded sections this
+// thread runs while it lives (e.g. one per part of a multi-part write), which
+// then skip their own check.
+class HandlerInPlace {
+ public:
+  HandlerInPlace() noexcept;
+  ~HandlerInPlace();
+  HandlerInPlace(const HandlerInPlace&) = delete;
+  HandlerInPlace& operator=(const HandlerInPlace&) = delete;
+};
 
 // Whether address lies in [begin, begin + size).
 inline bool fault_within(const Fault& fault, const void* begin, std::size_t size) noexcept {

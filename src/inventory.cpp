@@ -1,6 +1,8 @@
 #include "tritonshm/inventory.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -112,6 +114,40 @@ std::optional<RegionInfo> describe(const std::string& name, const Usage& usage) 
   return info;
 }
 
+// Whether this process holds CAP_FOWNER (bit 3 of CapEff), which lets it
+// remove names it does not own from a sticky directory.
+bool has_cap_fowner() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    return (std::stoull(line.substr(7), nullptr, 16) >> 3) & 1;
+  }
+  return false;
+}
+
+// Decides whether this process may unlink a name in /dev/shm: anyone who may
+// write the directory, but in a sticky one (1777, the usual) only the name's
+// owner, the directory's owner, or a process with CAP_FOWNER.
+class RemovalRights {
+ public:
+  RemovalRights() {
+    struct stat st {};
+    if (::stat(shm_directory().c_str(), &st) != 0) throw_os_error("reading " + shm_directory(), errno);
+    sticky_ = (st.st_mode & S_ISVTX) != 0;
+    directory_owner_ = st.st_uid;
+    user_ = ::geteuid();
+    fowner_ = has_cap_fowner();
+  }
+  bool may_remove(const RegionInfo& info) const noexcept {
+    return !sticky_ || fowner_ || info.owner == user_ || directory_owner_ == user_;
+  }
+
+ private:
+  bool sticky_ = true, fowner_ = false;
+  uid_t directory_owner_ = 0, user_ = 0;
+};
+
 dev_t shm_device() {
   struct stat st {};
   if (::stat(shm_directory().c_str(), &st) != 0) throw_os_error("reading " + shm_directory(), errno);
@@ -156,6 +192,8 @@ std::string_view to_string(KeepReason reason) noexcept {
       return "some processes could not be inspected";
     case KeepReason::foreign:
       return "another tool's region";
+    case KeepReason::not_permitted:
+      return "owned by another user: only its owner or root may remove it";
   }
   return "";
 }
@@ -181,6 +219,7 @@ GarbageReport collect_garbage(const GarbageOptions& options) {
     report.uninspected = inventory.uninspected;
     const int64_t now = static_cast<int64_t>(std::time(nullptr));
     const bool unsure = !report.uninspected.empty() && !options.trust_uninspected;
+    const RemovalRights rights;
     std::vector<RegionInfo> candidates;
     for (RegionInfo& info : inventory.regions) {
       if (!prefix.empty() && info.key.rfind(prefix, 0) != 0) continue;
@@ -191,6 +230,8 @@ GarbageReport collect_garbage(const GarbageOptions& options) {
         keep = KeepReason::in_use;
       } else if (now - info.modified < options.min_age_seconds) {
         keep = KeepReason::too_young;
+      } else if (!rights.may_remove(info)) {
+        keep = KeepReason::not_permitted;
       } else if (unsure) {
         keep = KeepReason::uninspected_processes;
       }
@@ -214,7 +255,14 @@ GarbageReport collect_garbage(const GarbageOptions& options) {
         report.kept.push_back({std::move(*now_info), KeepReason::in_use});
         continue;
       }
-      if (detail::SharedMemoryObject::remove(info.key)) report.removed.push_back(std::move(info));
+      try {
+        if (detail::SharedMemoryObject::remove(info.key)) report.removed.push_back(std::move(info));
+      } catch (const SharedMemoryError& e) {
+        // The rights above are the usual rules; a security module or a
+        // read-only /dev/shm can still refuse: skip it, and go on.
+        if (e.os_error() != EACCES && e.os_error() != EPERM && e.os_error() != EROFS) throw;
+        report.kept.push_back({std::move(info), KeepReason::not_permitted});
+      }
     }
     return report;
   });
@@ -234,6 +282,30 @@ bool remove_region(std::string_view key, bool force) {
       }
     }
     return detail::SharedMemoryObject::remove(normalized);
+  });
+}
+
+std::vector<std::byte> read_region(std::string_view key, uint64_t offset, uint64_t length) {
+  return with_operation(Operation::inspect, key, [&] {
+    const std::string normalized = detail::normalize_key(key);
+    const int fd = ::shm_open(normalized.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) throw_os_error("opening it for reading", errno);
+    const std::unique_ptr<const int, void (*)(const int*)> closer(&fd, [](const int* f) { ::close(*f); });
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_os_error("reading its size", errno);
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    const uint64_t wanted = offset >= size ? 0 : std::min(length, size - offset);
+    std::vector<std::byte> out(static_cast<std::size_t>(wanted));
+    std::size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_os_error("reading it", errno);
+      if (n == 0) break;  // shrunk meanwhile
+      done += static_cast<std::size_t>(n);
+    }
+    out.resize(done);
+    return out;
   });
 }
 

@@ -71,4 +71,19 @@ void Mapping::prefault_unpublished() noexcept {
   });
 }
 
+void Mapping::rebind(int fd, bool populate) {
+  if (data_ == nullptr) return;
+  // MAP_FIXED replaces the old mapping in one step: the address stays valid.
+  if (::mmap(data_, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    const int err = errno;
+    release();
+    throw_os_error("mapping " + std::to_string(size_) + " bytes again by its key", err);
+  }
+#ifdef MADV_POPULATE_WRITE
+  if (populate) (void)::madvise(data_, size_, MADV_POPULATE_WRITE);  // the pages are allocated: cheap faults
+#else
+  (void)populate;
+#endif
+}
+
 }  // namespace tritonshm::detail

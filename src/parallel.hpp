@@ -6,12 +6,11 @@
 
 namespace tritonshm::detail {
 
-// Where a second thread starts to pay, measured on the development machine
-// (README, Performance). Copies: streaming stores on two threads beat one from
-// 16 MiB (17-19 against 13-15 GB/s); below, starting a thread costs more than
-// it saves. Page population (prefault): the kernel's page faults, which here
-// scale poorly (MADV_POPULATE_WRITE on two threads: 10% slower at 64 MiB, a
-// tie at 256 MiB, 15% faster at 1 GiB).
+// Where a second thread starts to pay, as the benchmark suite measures it
+// (README, Performance). Copies: below 16 MiB, starting a thread costs more
+// than the second core's bandwidth saves. Page population (prefault): the
+// kernel's page faults scale poorly across threads, so only very large
+// regions gain.
 inline constexpr std::size_t kCopyThreadThreshold = std::size_t{16} << 20;
 inline constexpr std::size_t kPageThreadThreshold = std::size_t{256} << 20;
 

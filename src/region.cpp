@@ -3,7 +3,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <utility>
+
+#include <unistd.h>
 
 #include "bytes_decoder.hpp"
 #include "copy.hpp"
@@ -19,7 +22,18 @@ std::shared_ptr<Region> Region::create(std::string_view key, uint64_t size, cons
     SharedMemoryObject object = SharedMemoryObject::create_unpublished(key, size, options.mode, options.reserve);
     auto mapping = std::make_shared<Mapping>(object.fd(), size);
     if (options.prefault) mapping->prefault_unpublished();
+    const int unpublished_fd = object.fd();
     object.publish();
+    if (object.fd() != unpublished_fd) {
+      // Published through a new descriptor: map that one, so that the mapping
+      // shows under its key, not as a deleted file.
+      try {
+        mapping->rebind(object.fd(), options.prefault);
+      } catch (const SharedMemoryError&) {
+        (void)object.remove_if_owned();
+        throw;
+      }
+    }
     return std::shared_ptr<Region>(new Region(std::move(object), std::move(mapping)));
   });
 }
@@ -62,28 +76,49 @@ void Region::check_bounds(uint64_t offset, uint64_t length, Operation op) const 
   }
 }
 
-void Region::throw_fault(const void* address, const void* other_begin, uint64_t offset, uint64_t length,
-                         Operation op) const {
+void Region::throw_fault(const void* address, uint64_t offset, uint64_t length, Operation op) const {
   const std::string access =
       " (access of " + std::to_string(length) + " bytes at offset " + std::to_string(offset) + ")";
-  if (address == nullptr || detail::fault_within({address}, data(), size()) || other_begin == nullptr) {
-    uint64_t now = 0;
-    try {
-      now = object_.current_size();
-    } catch (const SharedMemoryError&) {
-    }
-    throw SharedMemoryError(op, key(),
-                            "the object was shrunk to " + std::to_string(now) +
-                                " bytes by another process, below the " + std::to_string(size()) +
-                                " bytes mapped here" + access);
+  // Read once: every size in the message comes from this one reading.
+  std::optional<uint64_t> now;
+  try {
+    now = object_.current_size();
+  } catch (const SharedMemoryError&) {
   }
-  char where[32];
-  std::snprintf(where, sizeof where, "%p", address);
+  // A fault passed on to us by another handler carries no address: then the
+  // region is to blame only if it is smaller than our mapping now.
+  const bool region_faulted =
+      address != nullptr ? detail::fault_within({address}, data(), size()) : (!now || *now < size());
+  if (region_faulted) {
+    // The page that faulted was past the object's end when it faulted: a
+    // size read later that is not below it (the peer has grown it back since)
+    // would contradict that, so the message gives the bound the fault proves.
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t fault_offset =
+        address != nullptr ? static_cast<uint64_t>(static_cast<const std::byte*>(address) - data()) : size();
+    const uint64_t bound = fault_offset / page * page;
+    std::string shrunk;
+    if (now && *now <= bound) {
+      shrunk = "the object was shrunk to " + std::to_string(*now) + " bytes by another process, below the " +
+               std::to_string(size()) + " bytes mapped here";
+    } else {
+      shrunk = "the object was shrunk by another process to " + std::to_string(bound) + " bytes or fewer, below the " +
+               std::to_string(size()) + " bytes mapped here" +
+               (now ? " (it has " + std::to_string(*now) + " bytes again now)" : std::string());
+    }
+    throw SharedMemoryError(op, key(), shrunk + access);
+  }
+  std::string where = "no address: the fault was passed on by another SIGBUS handler";
+  if (address != nullptr) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%p", address);
+    where = std::string("bus error at ") + text;
+  }
   throw SharedMemoryError(op, key(),
                           std::string(op == Operation::set ? "the source data stopped being readable"
                                                            : "the destination stopped being writable") +
-                              " during the copy, not this region (bus error at " + where +
-                              ": that memory is backed by a file or region that was truncated); part of the data "
+                              " during the copy, not this region (" + where +
+                              "; that memory is backed by a file or region that was truncated); part of the data "
                               "may have been copied" +
                               access);
 }
@@ -92,7 +127,7 @@ void Region::check_backed(uint64_t offset, uint64_t length, Operation op) const 
   check_bounds(offset, length, op);
   if (length == 0) return;
   if (auto fault = detail::probe_readable(data() + offset + length - 1)) {
-    throw_fault(fault->address, nullptr, offset, length, op);
+    throw_fault(fault->address, offset, length, op);
   }
 }
 
@@ -115,10 +150,11 @@ uint64_t Region::total_size(std::span<const std::span<const std::byte>> parts) c
 void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const {
   const uint64_t total = total_size(parts);
   check_bounds(offset, total, Operation::set);
+  const detail::HandlerInPlace checked;  // once for all the parts
   std::byte* dst = data() + offset;
   for (const auto& part : parts) {
     if (auto fault = detail::copy_guarded(dst, part.data(), part.size(), detail::Destination::shared)) {
-      throw_fault(fault->address, part.data(), offset, total, Operation::set);
+      throw_fault(fault->address, offset, total, Operation::set);
     }
     dst += part.size();
   }
@@ -138,7 +174,7 @@ void Region::write_bytes_sized(uint64_t offset, std::span<const std::string_view
   check_bounds(offset, total, Operation::set);
   if (auto fault = detail::serialize_bytes_guarded(elements, data() + offset, static_cast<std::size_t>(total),
                                                    detail::Destination::shared)) {
-    throw_fault(fault->address, nullptr, offset, total, Operation::set);
+    throw_fault(fault->address, offset, total, Operation::set);
   }
 }
 
@@ -146,7 +182,7 @@ void Region::read(uint64_t offset, void* out, uint64_t length) const {
   check_bounds(offset, length, Operation::read);
   if (auto fault = detail::copy_guarded(static_cast<std::byte*>(out), data() + offset, static_cast<std::size_t>(length),
                                         detail::Destination::local)) {
-    throw_fault(fault->address, out, offset, length, Operation::read);
+    throw_fault(fault->address, offset, length, Operation::read);
   }
 }
 
@@ -166,8 +202,7 @@ std::vector<std::string_view> Region::read_bytes_within(uint64_t offset, uint64_
     std::vector<std::string_view> elements = detail::allocate_bytes_views(rest, count, context);
     detail::BytesDecode decoded;
     auto decode = [&]() noexcept { decoded = detail::decode_bytes(rest, count, elements.data()); };
-    if (auto fault = detail::guarded(decode))
-      throw_fault(fault->address, nullptr, offset, rest.size(), Operation::read);
+    if (auto fault = detail::guarded(decode)) throw_fault(fault->address, offset, rest.size(), Operation::read);
     if (!decoded.ok()) detail::throw_malformed(decoded, rest, context);
     return elements;
   });
@@ -175,7 +210,7 @@ std::vector<std::string_view> Region::read_bytes_within(uint64_t offset, uint64_
 
 void Region::copy_out(std::span<const std::string_view> elements, std::span<std::byte* const> destinations) const {
   if (auto fault = detail::copy_each_guarded(elements, destinations, detail::Destination::local)) {
-    throw_fault(fault->address, nullptr, 0, size(), Operation::read);
+    throw_fault(fault->address, 0, size(), Operation::read);
   }
 }
 

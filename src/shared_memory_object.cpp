@@ -123,11 +123,24 @@ void SharedMemoryObject::publish() {
     temporary_.clear();
   }
   owner_pid_ = ::getpid();
+  reopen_by_key();
 }
 
-SharedMemoryObject::SharedMemoryObject(create_only_t, std::string_view key, uint64_t size, mode_t mode, bool reserve)
-    : SharedMemoryObject(create_unpublished(key, size, mode, reserve)) {
-  publish();
+void SharedMemoryObject::reopen_by_key() noexcept {
+  // The descriptor we created through keeps that file's first path for good:
+  // O_TMPFILE's "/dev/shm/#123 (deleted)", or the removed temporary name, in
+  // /proc/PID/fd and in /proc/PID/maps for anything mapped through it, which
+  // operators read as a leak. A descriptor
+  // opened by the key has the key's path. If the key names another object
+  // already (removed and made again meanwhile), ours stays.
+  const int named = shm_open_fd(key_, O_RDWR, 0);
+  if (named < 0) return;
+  struct stat st {};
+  if (::fstat(named, &st) == 0 && st.st_dev == identity_.device && st.st_ino == identity_.inode) {
+    ::close(std::exchange(fd_, named));
+  } else {
+    ::close(named);
+  }
 }
 
 SharedMemoryObject::SharedMemoryObject(open_only_t, std::string_view key) {

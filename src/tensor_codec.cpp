@@ -18,6 +18,14 @@ uint32_t load_le32(const std::byte* p) {
   return v;
 }
 
+// The data stopped being readable under the decoder: it is a view of a region
+// or file that was truncated meanwhile.
+[[noreturn]] void throw_unreadable(std::string_view context) {
+  throw SharedMemoryError("cannot deserialize " + std::string(context) +
+                          ": its memory stopped being readable (bus error: it is backed by a region or file that "
+                          "another process truncated)");
+}
+
 }  // namespace
 
 uint64_t serialized_bytes_size(std::span<const std::string_view> elements) {
@@ -109,14 +117,19 @@ void throw_malformed(const BytesDecode& d, std::span<const std::byte> data, std:
 
 std::vector<std::string_view> deserialize_bytes(std::span<const std::byte> data, std::optional<uint64_t> count,
                                                 std::string_view context, uint64_t* consumed) {
-  // Count first (no allocation), then decode into views.
-  const detail::BytesDecode counted = detail::decode_bytes(data, count, nullptr);
+  // Count first (no allocation), then decode into views. Both passes read the
+  // lengths from `data`, which may be a view of a region another process can
+  // shrink: they run under the SIGBUS guard.
+  detail::BytesDecode counted;
+  auto count_pass = [&]() noexcept { counted = detail::decode_bytes(data, count, nullptr); };
+  if (detail::guarded(count_pass)) throw_unreadable(context);
   if (!counted.ok()) {
     if (count) (void)detail::allocate_bytes_views(data, *count, context);  // a hostile count says so first
     detail::throw_malformed(counted, data, context);
   }
   std::vector<std::string_view> elements(static_cast<std::size_t>(counted.elements));
-  (void)detail::decode_bytes(data, counted.elements, elements.data());
+  auto view_pass = [&]() noexcept { (void)detail::decode_bytes(data, counted.elements, elements.data()); };
+  if (detail::guarded(view_pass)) throw_unreadable(context);
   if (consumed) *consumed = counted.position;
   return elements;
 }

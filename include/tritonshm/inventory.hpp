@@ -49,7 +49,9 @@ std::optional<RegionInfo> region_info(std::string_view key);
 // of those while its owner is between two uses breaks that owner.
 bool is_foreign_key(std::string_view normalized_key) noexcept;
 
-enum class KeepReason { in_use, too_young, uninspected_processes, foreign };
+// Why gc left a region in place. The last means the region looked unused but
+// this process may not remove it (see GarbageReport::skipped).
+enum class KeepReason { in_use, too_young, foreign, uninspected_processes, not_permitted };
 std::string_view to_string(KeepReason reason) noexcept;
 
 struct KeptRegion {
@@ -61,6 +63,13 @@ struct GarbageReport {
   std::vector<RegionInfo> removed;  // or, in a dry run, would be removed
   std::vector<KeptRegion> kept;
   std::vector<pid_t> uninspected;
+  // Whether a region that looked unused was left in place because this
+  // process may not remove it.
+  bool skipped() const noexcept {
+    for (const KeptRegion& k : kept)
+      if (k.reason == KeepReason::not_permitted) return true;
+    return false;
+  }
 };
 
 struct GarbageOptions {
@@ -75,7 +84,9 @@ struct GarbageOptions {
   bool include_foreign = false;
 };
 
-// Removes regions that no live process maps or holds open. /proc is scanned
+// Removes regions that no live process maps or holds open, skipping (as
+// KeepReason::not_permitted) those this process may not remove: another
+// user's region in the sticky /dev/shm, without CAP_FOWNER. /proc is scanned
 // twice per call, whatever the number of regions: once to choose, and once
 // more just before removing, to spare a region someone began using meanwhile.
 GarbageReport collect_garbage(const GarbageOptions& options = {});
@@ -84,5 +95,11 @@ GarbageReport collect_garbage(const GarbageOptions& options = {});
 // while a live process maps it or holds it open, unless `force`. Returns false
 // if there is no such region.
 bool remove_region(std::string_view key, bool force = false);
+
+// Up to `length` bytes of the region `key` from `offset` (fewer where it
+// ends), read with pread() through a read-only descriptor: for inspecting
+// another user's readable region, and no mapping means no SIGBUS whatever
+// happens to the region meanwhile.
+std::vector<std::byte> read_region(std::string_view key, uint64_t offset, uint64_t length);
 
 }  // namespace tritonshm

@@ -137,8 +137,10 @@ class Region {
   void write_bytes_sized(uint64_t offset, std::span<const std::string_view> elements, uint64_t total) const;
   // read_bytes, decoding only within [offset, offset + length) (checked by the caller).
   std::vector<std::string_view> read_bytes_within(uint64_t offset, uint64_t length, uint64_t count) const;
-  [[noreturn]] void throw_fault(const void* address, const void* other_begin, uint64_t offset, uint64_t length,
-                                Operation op) const;
+  // Reports a fault at `address` (nullptr: not known) during an access of
+  // `length` bytes at `offset`, blaming the region only if the address lies in
+  // its mapping (or, without one, if it is smaller than the mapping now).
+  [[noreturn]] void throw_fault(const void* address, uint64_t offset, uint64_t length, Operation op) const;
   detail::SharedMemoryObject object_;
   std::shared_ptr<const detail::Mapping> mapping_;
 };

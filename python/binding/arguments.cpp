@@ -66,6 +66,14 @@ Buffer::~Buffer() {
   if (has_view_) PyBuffer_Release(&view_);
 }
 
+// The most dimensions an array may have in the numpy this runs with: built
+// against numpy 2 (64), the module may run with numpy 1 (32), which would
+// refuse a longer shape with a bare ValueError.
+static int max_dims() {
+  static const int dims = PyArray_GetNDArrayCFeatureVersion() >= 0x12 ? NPY_MAXDIMS : 32;  // 0x12: numpy 2.0
+  return dims;
+}
+
 Shape parse_shape(nb::handle shape, std::string_view key) {
   static_assert(NPY_MAXDIMS <= Shape::kMaxDims);
   auto fail = [&](const std::string& detail) { throw SharedMemoryError(Operation::read, std::string(key), detail); };
@@ -104,7 +112,7 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
   }
   if (seq.is_valid()) {
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
-    if (n > NPY_MAXDIMS) fail("shape has more than " + std::to_string(NPY_MAXDIMS) + " dimensions");
+    if (n > max_dims()) fail("shape has more than " + std::to_string(max_dims()) + " dimensions");
     PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
     for (Py_ssize_t i = 0; i < n; ++i) add(items[i]);
   } else if (PyIndex_Check(shape.ptr())) {

@@ -40,8 +40,8 @@ class Buffer {
   std::span<const std::byte> bytes_;
 };
 
-// A shape argument for get_contents_as_numpy. The dimensions live inline: a
-// heap allocation per call was a tenth of a fixed-size get.
+// A shape argument for get_contents_as_numpy. The dimensions live inline, so
+// that reading a shape allocates nothing on get's hot path.
 struct Shape {
   // numpy 2 allows 64 dimensions (numpy 1: 32); the array checks its own limit.
   static constexpr std::size_t kMaxDims = 64;

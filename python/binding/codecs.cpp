@@ -1,5 +1,6 @@
 // Triton's tensor wire formats (tritonclient.utils' helpers) and the table of
 // its data types.
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
@@ -29,11 +30,12 @@ nb::bytes serialize_bytes_tensor(nb::handle array) {
   return result;
 }
 
-nb::object deserialize_bytes_tensor(nb::handle encoded) {
+// All the elements in `encoded`, or the first `count` (the rest may be anything).
+nb::object deserialize_bytes_tensor(nb::handle encoded, std::optional<uint64_t> count) {
   Buffer buf(encoded.ptr(), Operation::none, "");
-  const std::vector<std::string_view> elements = deserialize_bytes(buf.bytes(), std::nullopt, "BYTES tensor");
-  const npy_intp count = static_cast<npy_intp>(elements.size());
-  return bytes_object_array({&count, 1}, elements, [](auto from, auto to) { copy_elements(from, to); });
+  const std::vector<std::string_view> elements = deserialize_bytes(buf.bytes(), count, "BYTES tensor");
+  const npy_intp decoded = static_cast<npy_intp>(elements.size());
+  return bytes_object_array({&decoded, 1}, elements, [](auto from, auto to) { copy_elements(from, to); });
 }
 
 uint64_t serialized_byte_size(nb::handle array) {
@@ -94,8 +96,9 @@ std::vector<std::tuple<std::string, std::string, std::size_t>> data_type_table()
 
 void bind_codecs(nb::module_& m) {
   m.def("serialize_bytes", &serialize_bytes_tensor);
-  m.def("deserialize_bytes", &deserialize_bytes_tensor,
-        nb::sig("def deserialize_bytes(arg: object, /) -> numpy.typing.NDArray[typing.Any]"));
+  m.def("deserialize_bytes", &deserialize_bytes_tensor, nb::arg("encoded"), nb::arg("count") = nb::none(),
+        nb::sig("def deserialize_bytes(encoded: object, count: int | None = None) -> "
+                "numpy.typing.NDArray[typing.Any]"));
   m.def("serialized_byte_size", &serialized_byte_size);
   m.def("serialize_bf16", &serialize_bf16_tensor);
   m.def("deserialize_bf16", &deserialize_bf16_tensor,

@@ -5,6 +5,7 @@
 
 #include "arguments.hpp"
 #include "binding.hpp"
+#include "tritonshm/detail/key.hpp"
 #include "tritonshm/inventory.hpp"
 #include "tritonshm/region.hpp"
 
@@ -13,11 +14,18 @@ namespace {
 
 std::vector<int> pids(const std::vector<pid_t>& v) { return {v.begin(), v.end()}; }
 
+// A name from /dev/shm as Python's os.listdir gives it: any bytes, the ones
+// that are not UTF-8 kept as surrogates (os.fsencode gives them back).
+nb::str file_name(const std::string& name) {
+  return nb::steal<nb::str>(PyUnicode_DecodeFSDefaultAndSize(name.data(), static_cast<Py_ssize_t>(name.size())));
+}
+
 }  // namespace
 
 void bind_inventory(nb::module_& m) {
   nb::class_<RegionInfo>(m, "RegionInfo", "A region in /dev/shm and the processes that use it.")
-      .def_ro("key", &RegionInfo::key)
+      .def_prop_ro(
+          "key", [](const RegionInfo& i) { return file_name(i.key); }, "the key, '/name'")
       .def_ro("size", &RegionInfo::size)
       .def_prop_ro(
           "owner", [](const RegionInfo& i) { return static_cast<uint32_t>(i.owner); }, "owner's uid")
@@ -29,7 +37,7 @@ void bind_inventory(nb::module_& m) {
       .def_ro("foreign", &RegionInfo::foreign, "another tool's region: gc leaves it alone unless asked")
       .def_prop_ro("in_use", &RegionInfo::in_use)
       .def("__repr__", [](const RegionInfo& i) {
-        return "RegionInfo(key='" + i.key + "', size=" + std::to_string(i.size) +
+        return "RegionInfo(key=" + quote_key(i.key) + ", size=" + std::to_string(i.size) +
                ", in_use=" + (i.in_use() ? "True" : "False") + ")";
       });
   nb::class_<KeptRegion>(m, "KeptRegion")
@@ -38,7 +46,9 @@ void bind_inventory(nb::module_& m) {
   nb::class_<GarbageReport>(m, "GarbageReport")
       .def_ro("removed", &GarbageReport::removed)
       .def_ro("kept", &GarbageReport::kept)
-      .def_prop_ro("uninspected", [](const GarbageReport& r) { return pids(r.uninspected); });
+      .def_prop_ro("uninspected", [](const GarbageReport& r) { return pids(r.uninspected); })
+      .def_prop_ro("skipped", &GarbageReport::skipped,
+                   "an unused region was left because this process may not remove it");
 
   m.def(
       "list_regions",
@@ -79,6 +89,20 @@ void bind_inventory(nb::module_& m) {
         return remove_region(key, force);
       },
       nb::arg("key"), nb::arg("force"));
+  m.def(
+      "shm_directory", [] { return std::string(detail::kShmDirectory); },
+      "where shared memory objects live (key.hpp: the one place that names it)");
+  m.def(
+      "read_region",
+      [](const std::string& key, uint64_t offset, uint64_t length) {
+        std::vector<std::byte> data;
+        {
+          nb::gil_scoped_release release;
+          data = read_region(key, offset, length);
+        }
+        return nb::bytes(reinterpret_cast<const char*>(data.data()), data.size());
+      },
+      nb::arg("key"), nb::arg("offset"), nb::arg("length"));
   m.def(
       "create_persistent",
       [](nb::handle key_obj, nb::handle size_obj, nb::handle mode_obj) {

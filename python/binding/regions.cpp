@@ -22,8 +22,8 @@ struct RegionHandle {
   nb::object shm_key;
   Handle handle;
   // The base object of the views get_contents_as_numpy makes, made once per
-  // mapping instead of once per call (a third of a small get's cost), and
-  // dropped at destroy so that the mapping goes when its views do.
+  // mapping instead of once per call (making it is a large part of a small
+  // get), and dropped at destroy so that the mapping goes when its views do.
   nb::object view_owner;
   const detail::Mapping* view_owner_of = nullptr;
 };
@@ -34,8 +34,8 @@ std::string text_of(const nb::object& value) {
 
 // The SharedMemoryRegion argument, with a live or destroyed handle, as a failure of `op`.
 RegionHandle& region_handle_of(nb::handle obj, Operation op) {
-  // A type check and a pointer instead of nanobind's general cast, which
-  // searched its type map for the Python subclass on every call.
+  // A type check and a pointer: nanobind's general cast would look the
+  // Python subclass up in its type map on every call, on the hot path.
   static PyTypeObject* const type = reinterpret_cast<PyTypeObject*>(nb::type<RegionHandle>().ptr());
   if (!PyObject_TypeCheck(obj.ptr(), type) || !nb::inst_ready(obj)) {
     throw SharedMemoryError(op, "",
@@ -49,8 +49,6 @@ RegionHandle& region_handle_of(nb::handle obj, Operation op) {
   }
   return *region;  // kept alive by the argument the caller holds
 }
-
-Handle& handle_of(nb::handle obj, Operation op) { return region_handle_of(obj, op).handle; }
 
 // The region behind a handle; a destroyed handle is a failure of `op`.
 std::shared_ptr<Region> live_region(RegionHandle& self, Operation op) {
@@ -243,7 +241,7 @@ void bind_regions(nb::module_& m) {
       .def(
           "__init__",
           [](RegionHandle* self, nb::handle triton_shm_name, nb::handle shm_key) {
-            new (self) RegionHandle{nb::borrow(triton_shm_name), nb::borrow(shm_key), Handle()};
+            new (self) RegionHandle{nb::borrow(triton_shm_name), nb::borrow(shm_key), Handle(), nb::object(), nullptr};
           },
           nb::arg("triton_shm_name").none(), nb::arg("shm_key").none())
       .def_prop_ro("_triton_shm_name", [](const RegionHandle& r) { return r.triton_shm_name; })

@@ -1,8 +1,10 @@
 """The tritonshm command line: inspect, create and clean up shared memory
-regions, and run the demo.
+regions, check a deployment, and run the demo.
 
-Exit codes: 0 success, 1 the operation failed (the message says why),
-2 wrong usage.
+Exit codes: 0 success, 1 the operation failed (one line on stderr says why),
+2 wrong usage, 3 `gc` skipped an unused region it may not remove (another
+user's: each is named on stderr with the reason),
+4 `doctor` found a problem (each is printed with its fix).
 """
 
 from __future__ import annotations
@@ -14,9 +16,48 @@ import re
 import stat
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from ._core import SharedMemoryException
+from ._units import human_size
+
+EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_PROBLEMS = 1, 2, 3, 4
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), never a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def shown(name: str) -> str:
+    """A name as human-readable output shows it: characters that are not
+    printable (newlines, terminal escapes, bytes that are not UTF-8) and the
+    backslash are escaped, so a name cannot forge a row or reach the terminal."""
+    out = []
+    for c in name:
+        if c == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= ord(c) <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogate)
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif not c.isprintable():
+            out.append(repr(c)[1:-1] if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _parse_header(text: str) -> Tuple[str, str]:
+    """NAME=VALUE or NAME:VALUE (a header name holds neither character)."""
+    match = re.fullmatch(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*[=:]\s*(.*)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid header {text!r} (expected NAME=VALUE or NAME:VALUE)")
+    return match.group(1), match.group(2)
 
 
 def _parse_size(text: str) -> int:
@@ -35,15 +76,6 @@ def _parse_mode(text: str) -> int:
     if not 0 <= mode <= 0o7777:
         raise argparse.ArgumentTypeError(f"invalid mode {text!r}")
     return mode
-
-
-def _human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
 
 
 def _human_age(seconds: float) -> str:
@@ -81,8 +113,8 @@ def _table(rows: List[Dict[str, Any]]) -> str:
     headers = ["KEY", "SIZE", "OWNER", "MODE", "AGE", "PIDS"]
     lines = [headers] + [
         [
-            r["key"],
-            _human_size(r["size"]),
+            shown(r["key"]),
+            human_size(r["size"]),
             r["owner"],
             stat.filemode(0o100000 | int(r["mode"], 8)),
             _human_age(r["age_seconds"]),
@@ -132,51 +164,60 @@ def _hexdump(data: bytes, start: int) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import tritonshm as shm
-
+    from . import _core
     from .inventory import region_info
 
     info = region_info(args.key)
     if info is None:
-        raise SharedMemoryException(f"no shared memory region '{args.key}' in /dev/shm")
+        raise SharedMemoryException(f"no shared memory region '{shown(args.key)}' in /dev/shm")
     row = _info_json(info)
-    handle = shm.attach_shared_memory_region("tritonshm-info", args.key)
-    try:
-        if args.dtype:
-            dtype = np.object_ if args.dtype.upper() in ("BYTES", "OBJECT") else _numpy_dtype(args.dtype)
-            shape = args.shape
-            if shape is None:
-                if dtype is np.object_:
-                    raise SharedMemoryException("--shape is required with --dtype BYTES")
-                shape = [(info.size - args.offset) // np.dtype(dtype).itemsize]
-            values = shm.get_contents_as_numpy(handle, dtype, shape, offset=args.offset)
-            row["decoded"] = {
-                "dtype": str(np.dtype(dtype)) if dtype is not np.object_ else "BYTES",
-                "shape": list(values.shape),
-                "offset": args.offset,
-            }
-            shown = values.tolist()
-        else:
-            length = max(0, min(args.length, info.size - args.offset))
-            raw = shm.get_contents_as_numpy(handle, np.uint8, [length], offset=args.offset).tobytes()
-            shown = None
-    finally:
-        shm.destroy_shared_memory_region(handle)
     is_bytes = bool(args.dtype) and args.dtype.upper() in ("BYTES", "OBJECT")
+    # Read through a read-only descriptor (pread): works on another user's
+    # readable region, and never maps it.
+    if args.dtype:
+        dtype = np.object_ if is_bytes else _numpy_dtype(args.dtype)
+        shape = args.shape
+        if shape is None:
+            if is_bytes:
+                raise SharedMemoryException("--shape is required with --dtype BYTES")
+            shape = [max(0, info.size - args.offset) // np.dtype(dtype).itemsize]
+        count = int(np.prod(shape, dtype=np.int64))
+        if is_bytes:
+            data = _core.read_region(args.key, args.offset, max(0, info.size - args.offset))
+            values = _core.deserialize_bytes(data, count).reshape(shape)
+        else:
+            wanted = count * np.dtype(dtype).itemsize
+            data = _core.read_region(args.key, args.offset, wanted)
+            if len(data) < wanted:
+                raise SharedMemoryException(
+                    f"'{shown(info.key)}' holds {len(data)} bytes from offset {args.offset}, "
+                    f"the shape {list(shape)} of {np.dtype(dtype)} needs {wanted}"
+                )
+            values = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+        row["decoded"] = {
+            "dtype": str(np.dtype(dtype)) if not is_bytes else "BYTES",
+            "shape": list(values.shape),
+            "offset": args.offset,
+        }
+        shown_values = values.tolist()
+        raw = b""
+    else:
+        raw = _core.read_region(args.key, args.offset, max(0, args.length))
+        shown_values = None
     if args.json:
-        if shown is None:
+        if shown_values is None:
             row["hex"] = raw.hex()
         elif is_bytes:  # JSON has no bytes: latin-1 maps each byte to one character
-            row["values"] = [v.decode("latin-1") for v in np.array(shown, dtype=object).reshape(-1)]
+            row["values"] = [v.decode("latin-1") for v in np.array(shown_values, dtype=object).reshape(-1)]
         else:
-            row["values"] = shown
+            row["values"] = shown_values
         print(json.dumps(row, indent=2))
         return 0
     print(_table([row]))
     print(f"mapped by: {info.mapped_by or '-'}   open in: {info.opened_by or '-'}")
-    if shown is not None:
+    if shown_values is not None:
         print(f"{row['decoded']['dtype']} {row['decoded']['shape']} at offset {args.offset}:")
-        print(np.array(shown, dtype=object) if is_bytes else np.array(shown))
+        print(np.array(shown_values, dtype=object) if is_bytes else np.array(shown_values))
     else:
         print(f"first {len(raw)} bytes from offset {args.offset}:")
         print(_hexdump(raw, args.offset) if raw else "(none)")
@@ -203,10 +244,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from .inventory import create_region
 
     size = create_region(args.key, args.size, mode=args.mode)
-    print(
-        f"created {args.key if args.key.startswith('/') else '/' + args.key} ({size} bytes, mode {args.mode:04o}); "
-        "remove it with `tritonshm rm`"
-    )
+    key = args.key if args.key.startswith("/") else "/" + args.key
+    print(f"created {shown(key)} ({size} bytes, mode {args.mode:04o}); remove it with `tritonshm rm`")
     return 0
 
 
@@ -217,12 +256,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
     for key in args.keys:
         try:
             if remove_region(key, force=args.force):
-                print(f"removed {key}")
+                print(f"removed {shown(key)}")
             else:
-                print(f"tritonshm rm: no shared memory region '{key}'", file=sys.stderr)
+                print(f"tritonshm rm: no shared memory region '{shown(key)}'", file=sys.stderr)
                 status = 1
         except SharedMemoryException as exc:
-            print(f"tritonshm rm: {exc}", file=sys.stderr)
+            print(f"tritonshm rm: {_one_line(exc)}", file=sys.stderr)
             status = 1
     return status
 
@@ -245,21 +284,30 @@ def cmd_gc(args: argparse.Namespace) -> int:
                     "removed": [_info_json(i) for i in report.removed],
                     "kept": [dict(_info_json(k.region), reason=k.reason) for k in report.kept],
                     "uninspected_pids": report.uninspected,
+                    "skipped": report.skipped,
                 },
                 indent=2,
             )
         )
-        return 0
+        return EXIT_SKIPPED if report.skipped else 0
     verb = "would remove" if args.dry_run else "removed"
     for info in report.removed:
-        print(f"{verb} {info.key} ({_human_size(info.size)}, unused)")
+        print(f"{verb} {shown(info.key)} ({human_size(info.size)}, unused)")
+    skipped = []
     for kept in report.kept:
         info = kept.region
         users = sorted(set(info.mapped_by) | set(info.opened_by))
         why = f"in use by {users}" if users else kept.reason
+        if kept.reason.startswith("owned by another user"):
+            why = f"owned by {_owner(info.owner)}: only its owner or root may remove it"
         if info.foreign and not info.in_use:
             why += ": --include-foreign removes it"
-        print(f"kept {info.key} ({why})")
+        if kept.reason.startswith("owned by another user"):
+            skipped.append(f"skipped {shown(info.key)} ({why})")
+        else:
+            print(f"kept {shown(info.key)} ({why})")
+    for line in skipped:  # on stderr, with the exit status: scripts see them
+        print(line, file=sys.stderr)
     if report.uninspected and any(k.reason.startswith("some processes") for k in report.kept):
         print(
             "note: unused regions were kept because "
@@ -269,7 +317,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         )
     if not report.removed and not report.kept:
         print("nothing to collect")
-    return 0
+    return EXIT_SKIPPED if report.skipped else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -285,7 +333,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise SharedMemoryException(
             f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})"
         ) from exc
-    headers = dict(h.split("=", 1) for h in args.header) if args.header else None
+    headers = dict(args.header) if args.header else None
     client = client_module.InferenceServerClient(url=args.url)
     try:
         rows = shared_memory_status(client, headers)
@@ -301,13 +349,42 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     table = [["STATE", "NAME", "KEY", "REGISTERED", "LOCAL SIZE", "PIDS"]]
     for r in rows:
-        registered = "-" if r["byte_size"] is None else f"{_human_size(r['byte_size'])} @ {r['offset']}"
-        local = "-" if r["local_size"] is None else _human_size(r["local_size"])
+        registered = "-" if r["byte_size"] is None else f"{human_size(r['byte_size'])} @ {r['offset']}"
+        local = "-" if r["local_size"] is None else human_size(r["local_size"])
         state = r["state"] + (" (another tool's)" if r["foreign"] else "")
-        table.append([state, r["name"] or "-", r["key"], registered, local, ",".join(map(str, r["mapped_by"])) or "-"])
+        table.append(
+            [
+                state,
+                shown(r["name"] or "-"),
+                shown(r["key"]),
+                registered,
+                local,
+                ",".join(map(str, r["mapped_by"])) or "-",
+            ]
+        )
     widths = [max(len(str(line[i])) for line in table) for i in range(len(table[0]))]
     print("\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in table))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    report = diagnose(
+        capacity=args.capacity,
+        url=args.url,
+        protocol=args.protocol,
+        headers=dict(args.header) if args.header else None,
+    )
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for check in report.checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+            if check.fix:
+                print(f"      fix: {check.fix}")
+        print("everything holds" if report.ok else "problems found: apply the fixes above")
+    return 0 if report.ok else EXIT_PROBLEMS
 
 
 # Shown at the end of each subcommand's --help.
@@ -318,6 +395,11 @@ EXAMPLES = {
     "rm": ["tritonshm rm /left_by_crash", "tritonshm rm --force /stuck_region"],
     "gc": ["tritonshm gc --dry-run", "tritonshm gc --min-age 3600 --prefix /myapp_"],
     "status": ["tritonshm status --url localhost:8000", "tritonshm status --url localhost:8001 --protocol grpc --json"],
+    "doctor": [
+        "tritonshm doctor --capacity 1G",
+        "tritonshm doctor --url localhost:8000 --capacity 512M",
+        "tritonshm doctor --url localhost:8001 --protocol grpc --header triton-grpc-protocol-triton-access-token:TOKEN",
+    ],
     "demo": [
         "tritonshm demo",
         "tritonshm demo --url localhost:8000",
@@ -331,14 +413,12 @@ def add_subcommand(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParse
     epilog = "examples:\n" + "\n".join("  " + line for line in EXAMPLES.get(name, []))
     parser: argparse.ArgumentParser = sub.add_parser(
         name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
-    )
+    )  # an OneLineParser: subparsers take the class of their parent
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tritonshm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = OneLineParser(prog="tritonshm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = add_subcommand(sub, "ls", help="list regions in /dev/shm with size, owner, mode, age and the PIDs using them")
@@ -387,19 +467,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_subcommand(sub, "status", help="a Triton server's registered regions joined with this host's /dev/shm")
     p.add_argument("--url", required=True, help="the server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
     p.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    p.add_argument(
-        "--header",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a header for the server, e.g. triton-access-token=TOKEN (repeatable)",
-    )
+    _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_status)
 
+    p = add_subcommand(
+        sub, "doctor", help="check /dev/shm and a server for shared memory, with the fix for each problem"
+    )
+    p.add_argument("--url", help="also check this Triton server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--capacity", type=_parse_size, help="the shared memory you plan to use, e.g. 512M or 2G")
+    _add_header_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_doctor)
+
     from . import demo
 
-    demo.add_parser(sub)
+    p = add_subcommand(sub, "demo", help="run Triton's add/sub shared memory flow end to end", description=demo.__doc__)
+    p.add_argument("--url", help="run against a Triton server at HOST:PORT instead of the embedded one")
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="protocol for --url (default http)")
+    p.add_argument(
+        "--model",
+        default="simple",
+        help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple",
+    )
+    p.set_defaults(run=demo.run)
     return parser
+
+
+def _add_header_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--header",
+        action="append",
+        type=_parse_header,
+        metavar="NAME=VALUE",
+        help="a header for the server, e.g. triton-access-token=TOKEN or NAME:VALUE (repeatable)",
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -407,11 +510,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except SharedMemoryException as exc:
-        print(f"tritonshm {args.command}: {exc}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print(f"tritonshm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except SharedMemoryException as exc:
+        print(f"tritonshm {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
+        print(f"tritonshm {args.command}: {_one_line(_describe(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception from a library (tritonclient, the OS) as one readable line."""
+    text = str(exc) or repr(exc)
+    if isinstance(exc, OSError) or "Connection" in type(exc).__name__ or "connect" in text.lower():
+        return f"{text} (is the server running and the URL right?)"
+    return f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -194,17 +194,3 @@ def run(args: Any) -> int:
         return 1
     print("PASS: OUTPUT0 = INPUT0 + INPUT1 and OUTPUT1 = INPUT0 - INPUT1; both regions destroyed")
     return 0
-
-
-def add_parser(sub: Any) -> None:
-    from .cli import add_subcommand
-
-    p = add_subcommand(sub, "demo", help="run Triton's add/sub shared memory flow end to end", description=__doc__)
-    p.add_argument("--url", help="run against a Triton server at HOST:PORT instead of the embedded one")
-    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="protocol for --url (default http)")
-    p.add_argument(
-        "--model",
-        default="simple",
-        help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple",
-    )
-    p.set_defaults(run=run)

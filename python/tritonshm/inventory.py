@@ -21,18 +21,12 @@ __all__ = [
     "list_regions",
     "region_info",
     "remove_region",
-    "uninspected_processes",
 ]
 
 
 def list_regions() -> List[RegionInfo]:
     """Every region in /dev/shm with the processes that map it or hold it open."""
     return _core.list_regions()[0]
-
-
-def uninspected_processes() -> List[int]:
-    """Processes whose maps and descriptors could not be read (so 'unused' is not certain)."""
-    return _core.list_regions()[1]
 
 
 def region_info(key: str) -> Optional[RegionInfo]:

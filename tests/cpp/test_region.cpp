@@ -8,6 +8,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -180,7 +182,7 @@ TEST(RegionDeathTest, SigbusOutsideOurCopiesStillKillsTheProcess) {
   // Our handler must not swallow faults that are not ours: it passes them to
   // the handler that was there before. That is the default action (death by
   // SIGBUS), or under AddressSanitizer, ASan's handler, which reports and exits.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TRITONSHM_TEST_ASAN)
   const auto died_as_before = [](int status) { return WIFEXITED(status) && WEXITSTATUS(status) != 0; };
   const char* expected_message = "BUS";
 #else
@@ -281,4 +283,35 @@ TEST(Region, PrefaultedRegionAppearsWholeUnderItsKey) {
   EXPECT_EQ(region->size(), uint64_t{64} << 20);
   EXPECT_TRUE(smallest_seen == UINT64_MAX || smallest_seen == (uint64_t{64} << 20));
   region->remove_if_owned();
+}
+
+// /proc/PID/maps (and lsof, pmap) show a live region under its key, not as
+// the deleted file it was made from before it had a name.
+TEST(Region, LiveRegionShowsUnderItsKeyInProcMaps) {
+  KeyJar jar;
+  for (const bool prefault : {false, true}) {
+    const std::string key = jar.make(prefault ? "maps_prefaulted" : "maps");
+    RegionOptions options;
+    options.prefault = prefault;
+    auto region = Region::create(key, 1 << 16, options);
+    region->write(0, "x", 1);
+    std::ifstream maps("/proc/self/maps");
+    std::string line, ours;
+    const auto begin = reinterpret_cast<std::uintptr_t>(region->data());
+    while (std::getline(maps, line)) {
+      if (std::stoull(line.substr(0, line.find('-')), nullptr, 16) == begin) ours = line;
+    }
+    EXPECT_NE(ours.find("/dev/shm" + key), std::string::npos) << ours;
+    EXPECT_EQ(ours.find("(deleted)"), std::string::npos) << ours;
+    // Its descriptor too (lsof lists both).
+    int descriptors = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+      struct stat st {};
+      if (::stat(entry.path().c_str(), &st) != 0 || st.st_ino != region->identity().inode) continue;
+      ++descriptors;
+      EXPECT_EQ(std::filesystem::read_symlink(entry.path()).string(), "/dev/shm" + key);
+    }
+    EXPECT_EQ(descriptors, 1);
+    region->remove_if_owned();
+  }
 }

@@ -8,6 +8,15 @@
 #include <string>
 #include <vector>
 
+// Whether this build runs under AddressSanitizer (gcc and clang say it differently).
+#if defined(__SANITIZE_ADDRESS__)
+#define TRITONSHM_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TRITONSHM_TEST_ASAN 1
+#endif
+#endif
+
 namespace tritonshm::testing {
 
 inline std::string unique_key(const std::string& tag = "k") {

@@ -29,3 +29,30 @@ def test_every_test_the_guarantees_name_exists():
     assert cpp_named, "no C++ test found in guarantees.md: the pattern is stale"
     cpp_missing = sorted(n for n in cpp_named if not re.search(rf"TEST(_F)?\(\w+, {n}\)", cpp_tests))
     assert not cpp_missing, f"guarantees.md names C++ tests that do not exist: {cpp_missing}"
+
+
+def _expand_braces(text):
+    """`src/copy.{hpp,cpp}` -> `src/copy.hpp src/copy.cpp`."""
+    return re.sub(
+        r"([\w./]*)\{([\w,]+)\}", lambda m: " ".join(m.group(1) + part for part in m.group(2).split(",")), text
+    )
+
+
+def test_architecture_names_every_source_file_and_only_files_that_exist():
+    """docs/architecture.md is the map of the tree: every source file of the
+    core, the binding and the package is on it, and nothing it names is gone."""
+    text = _expand_braces((ROOT / "docs" / "architecture.md").read_text())
+    sources = [
+        *(ROOT / "src").glob("*.[ch]pp"),
+        *(ROOT / "include" / "tritonshm").rglob("*.hpp"),
+        *(ROOT / "python" / "binding").glob("*.[ch]pp"),
+        *(p for p in (ROOT / "python" / "tritonshm").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")),
+    ]
+    unnamed = sorted(
+        str(p.relative_to(ROOT)) for p in sources if not re.search(rf"(?<![\w.]){re.escape(p.name)}\b", text)
+    )
+    assert not unnamed, f"docs/architecture.md does not say what these files own: {unnamed}"
+    relative = {str(p.relative_to(ROOT)) for p in sources}
+    named = set(re.findall(r"[\w./]+\.(?:cpp|hpp|py)\b", text))
+    gone = sorted(n for n in named if not any(r == n or r.endswith("/" + n) for r in relative))
+    assert not gone, f"docs/architecture.md names files that do not exist: {gone}"

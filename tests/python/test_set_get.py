@@ -244,3 +244,16 @@ def test_objects_with_no_memory_keep_the_reference_text(region):
     for bad in (42, "text", [1, 2], None):
         with pytest.raises(shm.SharedMemoryException, match="^each element of input_values must be a numpy array"):
             shm.set_shared_memory_region(region, [bad])
+
+
+def test_shapes_past_the_numpy_in_use_raise_our_exception(region):
+    """A module built against numpy 2 (64 dimensions) that runs with numpy 1
+    (32) must refuse 33-64 dimensions itself, not leave numpy's bare ValueError."""
+    limit = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+    assert shm.get_contents_as_numpy(region, np.uint8, [1] * limit).ndim == limit
+    for dims in (limit + 1, 64, 65):
+        if dims <= limit:
+            continue
+        for dtype in (np.uint8, np.float32, np.object_):
+            with pytest.raises(shm.SharedMemoryException, match=f"shape has more than {limit} dimensions"):
+                shm.get_contents_as_numpy(region, dtype, [1] * dims)

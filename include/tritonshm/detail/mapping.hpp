@@ -29,6 +29,11 @@ class Mapping {
   // region runs at warm speed. Only for an object nobody else can see yet:
   // where the kernel lacks MADV_POPULATE_WRITE it rewrites one byte per page.
   void prefault_unpublished() noexcept;
+  // Maps `fd` (the same object, opened again) in place of the current file,
+  // at the same address, so that /proc/PID/maps shows fd's path; with
+  // `populate`, faults the pages in again (MADV_POPULATE_WRITE, where the
+  // kernel has it). Throws if the kernel refuses, leaving nothing mapped.
+  void rebind(int fd, bool populate);
 
   // Hands the pages to the caller, who unmaps them (munmap(data, size));
   // this object then maps nothing.

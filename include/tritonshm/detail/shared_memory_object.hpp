@@ -33,11 +33,11 @@ class SharedMemoryObject {
   // see it half made.
   static SharedMemoryObject create_unpublished(std::string_view key, uint64_t size, mode_t mode, bool reserve);
   // Gives the object its key in one step; fails with EEXIST if the key exists.
-  // From then on this process owns it: owns() and remove_if_owned().
+  // From then on this process owns it: owns() and remove_if_owned(), and fd()
+  // is a descriptor opened by the key (map through it, so that /proc/PID/maps
+  // and lsof show the key).
   void publish();
 
-  // Creates and publishes.
-  SharedMemoryObject(create_only_t, std::string_view key, uint64_t size, mode_t mode = 0600, bool reserve = true);
   // Opens an existing object; fails if the key does not exist.
   SharedMemoryObject(open_only_t, std::string_view key);
   // Opens `key` if it exists; nullopt if it does not. Other failures throw.
@@ -91,6 +91,7 @@ class SharedMemoryObject {
  private:
   SharedMemoryObject() = default;
   void read_status();
+  void reopen_by_key() noexcept;
   void prepare(uint64_t size, mode_t mode, bool reserve_pages);
   void close_and_forget() noexcept;
   int fd_ = -1;

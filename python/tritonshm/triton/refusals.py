@@ -12,7 +12,7 @@ import os
 import re
 from typing import Optional, Tuple
 
-from .._core import SharedMemoryException
+from .._core import SharedMemoryException, shm_directory
 
 __all__ = ["explain", "missing_region", "needed_output_size", "server_refusal"]
 
@@ -22,7 +22,7 @@ _REGION_NOT_FOUND = re.compile(r"unable to find shared memory region: '([^']*)'"
 
 
 def _exists_here(key: str) -> bool:
-    return os.path.exists("/dev/shm/" + key.lstrip("/"))
+    return os.path.exists(shm_directory() + "/" + key.lstrip("/"))
 
 
 def explain(
