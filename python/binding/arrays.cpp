@@ -31,8 +31,10 @@ nb::object bytes_object_array(std::span<const npy_intp> dims, std::span<const st
       bytes += elements[first + i].size();
       PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(elements[first + i].size()));
       if (b == nullptr) throw nb::python_error();
-      Py_XSETREF(slots[first + i], b);
-      destinations[i] = reinterpret_cast<std::byte*>(PyBytes_AS_STRING(b));
+      PyObject* was = slots[first + i];
+      slots[first + i] = b;
+      Py_XDECREF(was);
+      destinations[i] = reinterpret_cast<std::byte*>(bytes_data(b));
     }
     const auto part = elements.subspan(first, count);
     const auto into = std::span<std::byte* const>(destinations.data(), count);
@@ -105,7 +107,7 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
     return result;
   }
   region.check_backed(offset, nbytes, Operation::read);
-  PyObject* base = Py_NewRef(owner_object.ptr());
+  PyObject* base = new_reference(owner_object.ptr());
   // With a null data pointer numpy would allocate; an empty tensor at the very
   // end of an empty region is the one case without an address, so give it one.
   static std::byte empty_tensor_address[16];
@@ -130,9 +132,9 @@ namespace {
 
 std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
   if (PyBytes_CheckExact(obj)) {
-    return {PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj))};
+    return {bytes_data(obj), static_cast<std::size_t>(bytes_size(obj))};
   }
-  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? Py_NewRef(obj) : PyObject_Str(obj));
+  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? new_reference(obj) : PyObject_Str(obj));
   if (!s.is_valid()) throw nb::python_error();
   Py_ssize_t n = 0;
   const char* utf8 = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
