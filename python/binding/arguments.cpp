@@ -143,7 +143,7 @@ struct DtypeCache {
     if (used == kSize) return;
     types[used] = new_reference(type);
     descrs[used] = descr;
-    Py_INCREF(descr);
+    Py_INCREF(reinterpret_cast<PyObject*>(descr));
     ++used;
   }
 };

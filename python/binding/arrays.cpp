@@ -96,7 +96,7 @@ nb::object read_tensor(const Region& region, uint64_t offset, uint64_t limit, nb
                             std::to_string(nbytes) + " bytes do not fit in the " + std::to_string(limit) +
                                 " bytes at offset " + std::to_string(offset));
   }
-  Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
+  Py_INCREF(reinterpret_cast<PyObject*>(descr));  // the array constructors steal it; descr_ref still owns ours
   if (owner == TensorOwner::copy) {
     PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
                                          const_cast<npy_intp*>(shape.dims().data()), nullptr, nullptr, 0, nullptr);
