@@ -132,7 +132,7 @@ namespace {
 
 std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
   if (PyBytes_CheckExact(obj)) {
-    return {bytes_data(obj), static_cast<std::size_t>(bytes_size(obj))};
+    return bytes_view(obj);
   }
   nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? new_reference(obj) : PyObject_Str(obj));
   if (!s.is_valid()) throw nb::python_error();

@@ -7,6 +7,7 @@
 #include <nanobind/nanobind.h>
 
 #include <string>
+#include <string_view>
 
 namespace tritonshm::binding {
 
@@ -28,9 +29,14 @@ inline PyObject* sequence_item(PyObject* list_or_tuple, Py_ssize_t i) {
   return PyList_Check(list_or_tuple) ? PyList_GetItem(list_or_tuple, i) : PyTuple_GetItem(list_or_tuple, i);
 }
 
-// The contents of a bytes object.
+// The contents of a bytes object (one call for both: BYTES tensors ask per element).
 inline char* bytes_data(PyObject* bytes) { return PyBytes_AsString(bytes); }
-inline Py_ssize_t bytes_size(PyObject* bytes) { return PyBytes_Size(bytes); }
+inline std::string_view bytes_view(PyObject* bytes) {
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  PyBytes_AsStringAndSize(bytes, &data, &size);
+  return {data, static_cast<std::size_t>(size)};
+}
 
 // The name of a Python object's type, for messages, as tp_name spells it
 // (hidden here): CPython derives __module__ and __name__ of a static type from
@@ -52,7 +58,9 @@ inline PyObject* sequence_item(PyObject* list_or_tuple, Py_ssize_t i) {
 }
 
 inline char* bytes_data(PyObject* bytes) { return PyBytes_AS_STRING(bytes); }
-inline Py_ssize_t bytes_size(PyObject* bytes) { return PyBytes_GET_SIZE(bytes); }
+inline std::string_view bytes_view(PyObject* bytes) {
+  return {PyBytes_AS_STRING(bytes), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes))};
+}
 
 // The name of a Python object's type, for messages.
 inline std::string py_type_name(nb::handle obj) { return Py_TYPE(obj.ptr())->tp_name; }
