@@ -73,7 +73,7 @@ test_wheel() {
   local numpy
   numpy="$("$venv/bin/python" -c 'import numpy, tritonshm; print(numpy.__version__)')"
   local status=passed
-  if [ "$version" = "$OLDEST" ] || [ "$version" = "$NEWEST" ]; then
+  if [[ "$label" != *abi3 ]] && { [ "$version" = "$OLDEST" ] || [ "$version" = "$NEWEST" ]; }; then
     # mypy --strict on the package, as stage 0 on python3 ([tool.mypy] of pyproject.toml).
     (cd "$ROOT" && "$venv/bin/python" -m mypy) >"$OUT/mypy-$label.log" 2>&1 || status=failed
     echo "  mypy --strict on the package ($label): $(tail -1 "$OUT/mypy-$label.log")"
