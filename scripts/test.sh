@@ -14,6 +14,10 @@
 #   7. the wheel: built the standard way, repaired to a manylinux tag, checked,
 #      installed with binaries only (no compiler) into a clean venv with numpy 2,
 #      and the non-e2e suite run against it
+#   8. every CPython 3.9-3.14 this machine has (scripts/python_matrix.sh): a
+#      wheel each (stage 7's for python3), checked, installed without a
+#      compiler into a clean venv with that version's newest numpy, the same
+#      suite against it; a version the machine lacks is reported as not tested
 # Extra arguments go to the pytest of stage 4 (e.g. -k demo, -m e2e).
 source "$(dirname "$0")/common.sh"
 FUZZ_SECONDS="${TRITONSHM_FUZZ_SECONDS:-20}"
@@ -115,3 +119,6 @@ echo "not run here: e2e (PyTriton pins numpy<2; stage 4 ran it), test_cpp_packag
 CC=false CXX=false "$clean/bin/python" -m pytest -q -p no:cacheprovider tests/python -m "not e2e" \
   --ignore=tests/python/test_cpp_package.py --ignore=tests/python/test_e2e_triton.py \
   --ignore=tests/python/test_e2e_pool.py
+
+log "8. every CPython this machine has: a wheel each, the suite against it (scripts/python_matrix.sh)"
+TRITONSHM_WHEELS="$wheels/repaired" bash "$ROOT/scripts/python_matrix.sh"

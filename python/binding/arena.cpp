@@ -28,8 +28,10 @@ uint64_t write_array(nb::handle self, uint64_t offset, nb::handle array) {
   if (!PyArray_Check(array.ptr())) {
     throw SharedMemoryError(Operation::set, slice.key(), "expected a numpy array, got " + py_type_name(array));
   }
+  // C order as it is, else a copy (PyArray_GETCONTIGUOUS, which the stable ABI cannot compile).
+  auto* arr = reinterpret_cast<PyArrayObject*>(array.ptr());
   nb::object contiguous =
-      nb::steal(reinterpret_cast<PyObject*>(PyArray_GETCONTIGUOUS(reinterpret_cast<PyArrayObject*>(array.ptr()))));
+      PyArray_IS_C_CONTIGUOUS(arr) ? nb::borrow(array) : nb::steal(PyArray_NewCopy(arr, NPY_CORDER));
   if (!contiguous.is_valid()) throw nb::python_error();
   Buffer buffer(contiguous.ptr(), Operation::set, slice.key());
   const std::span<const std::byte> bytes = buffer.bytes();

@@ -20,7 +20,7 @@ std::string parse_str(nb::handle obj, const char* name, Operation op, std::strin
 }
 
 uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::string_view key, uint64_t limit) {
-  PyObject* index = PyLong_CheckExact(obj.ptr()) ? Py_NewRef(obj.ptr()) : PyNumber_Index(obj.ptr());
+  PyObject* index = PyLong_CheckExact(obj.ptr()) ? new_reference(obj.ptr()) : PyNumber_Index(obj.ptr());
   if (index == nullptr) {
     PyErr_Clear();
     throw SharedMemoryError(op, std::string(key), std::string(name) + " must be an integer, got " + py_type_name(obj));
@@ -111,10 +111,9 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
     if (!seq.is_valid()) PyErr_Clear();  // e.g. a 0-d array: try it as one integer below
   }
   if (seq.is_valid()) {
-    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+    const Py_ssize_t n = sequence_size(seq.ptr());
     if (n > max_dims()) fail("shape has more than " + std::to_string(max_dims()) + " dimensions");
-    PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
-    for (Py_ssize_t i = 0; i < n; ++i) add(items[i]);
+    for (Py_ssize_t i = 0; i < n; ++i) add(sequence_item(seq.ptr(), i));
   } else if (PyIndex_Check(shape.ptr())) {
     add(shape);
   } else {
@@ -150,9 +149,9 @@ struct DtypeCache {
   }
   void add(PyObject* type, PyArray_Descr* descr) {
     if (used == kSize) return;
-    types[used] = Py_NewRef(type);
+    types[used] = new_reference(type);
     descrs[used] = descr;
-    Py_INCREF(descr);
+    Py_INCREF(reinterpret_cast<PyObject*>(descr));
     ++used;
   }
 };

@@ -31,8 +31,10 @@ nb::object bytes_object_array(std::span<const npy_intp> dims, std::span<const st
       bytes += elements[first + i].size();
       PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(elements[first + i].size()));
       if (b == nullptr) throw nb::python_error();
-      Py_XSETREF(slots[first + i], b);
-      destinations[i] = reinterpret_cast<std::byte*>(PyBytes_AS_STRING(b));
+      PyObject* was = slots[first + i];
+      slots[first + i] = b;
+      Py_XDECREF(was);
+      destinations[i] = reinterpret_cast<std::byte*>(bytes_data(b));
     }
     const auto part = elements.subspan(first, count);
     const auto into = std::span<std::byte* const>(destinations.data(), count);
@@ -85,7 +87,7 @@ nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype,
   }
   // Checked before numpy allocates anything.
   slice.check(offset, nbytes, Operation::read);
-  Py_INCREF(descr);  // the array constructors steal it; descr_ref still owns ours
+  Py_INCREF(reinterpret_cast<PyObject*>(descr));  // the array constructors steal it; descr_ref still owns ours
   if (owner == TensorOwner::copy) {
     PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, static_cast<int>(shape.dims().size()),
                                          const_cast<npy_intp*>(shape.dims().data()), nullptr, nullptr, 0, nullptr);
@@ -96,7 +98,7 @@ nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype,
     return result;
   }
   const std::span<std::byte> bytes = slice.bytes(offset, nbytes);
-  PyObject* base = Py_NewRef(owner_object.ptr());
+  PyObject* base = new_reference(owner_object.ptr());
   // With a null data pointer numpy would allocate; an empty tensor at the very
   // end of an empty region is the one case without an address, so give it one.
   static std::byte empty_tensor_address[16];
@@ -121,9 +123,9 @@ namespace {
 
 std::string_view element_bytes(PyObject* obj, std::vector<nb::object>& keep) {
   if (PyBytes_CheckExact(obj)) {
-    return {PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj))};
+    return bytes_view(obj);
   }
-  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? Py_NewRef(obj) : PyObject_Str(obj));
+  nb::object s = nb::steal(PyUnicode_CheckExact(obj) ? new_reference(obj) : PyObject_Str(obj));
   if (!s.is_valid()) throw nb::python_error();
   Py_ssize_t n = 0;
   const char* utf8 = PyUnicode_AsUTF8AndSize(s.ptr(), &n);

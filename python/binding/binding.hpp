@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <string>
 
+#include "python_api.hpp"
 #include "tritonshm/error.hpp"
 
 namespace tritonshm::binding {
@@ -50,8 +51,5 @@ void without_gil_above(std::size_t bytes, F&& fn) {
   nb::gil_scoped_release release;
   fn();
 }
-
-// The name of a Python object's type, for messages.
-inline std::string py_type_name(nb::handle obj) { return Py_TYPE(obj.ptr())->tp_name; }
 
 }  // namespace tritonshm::binding

@@ -25,7 +25,7 @@ nb::bytes serialize_bytes_tensor(nb::handle array) {
   PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
   if (out == nullptr) throw nb::python_error();
   nb::bytes result = nb::steal<nb::bytes>(out);
-  std::span<std::byte> dest(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), static_cast<std::size_t>(total));
+  std::span<std::byte> dest(reinterpret_cast<std::byte*>(bytes_data(out)), static_cast<std::size_t>(total));
   without_gil_above(total, [&] { serialize_bytes_into(views, dest); });
   return result;
 }
@@ -51,7 +51,7 @@ uint64_t serialized_byte_size(nb::handle array) {
     const Py_ssize_t len = PyObject_Length(item);
     if (len < 0) {
       PyErr_Clear();
-      fail("serialized_byte_size: element " + std::to_string(i) + " of type '" + Py_TYPE(item)->tp_name +
+      fail("serialized_byte_size: element " + std::to_string(i) + " of type '" + py_type_name(item) +
            "' has no length");
     }
     total += static_cast<uint64_t>(len);
@@ -67,7 +67,7 @@ nb::bytes serialize_bf16_tensor(nb::handle float32_array) {
   if (out == nullptr) throw nb::python_error();
   nb::bytes result = nb::steal<nb::bytes>(out);
   nb::gil_scoped_release release;
-  serialize_bf16_into(values, {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), values.size() * 2});
+  serialize_bf16_into(values, {reinterpret_cast<std::byte*>(bytes_data(out)), values.size() * 2});
   return result;
 }
 

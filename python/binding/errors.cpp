@@ -37,7 +37,7 @@ void bind_errors(nb::module_& m) {
       nb::object message =
           nb::steal(PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()), "replace"));
       if (!message.is_valid()) return;
-      nb::object exc = nb::steal(PyObject_CallOneArg(g_exception, message.ptr()));
+      nb::object exc = nb::steal(PyObject_CallFunctionObjArgs(g_exception, message.ptr(), nullptr));
       if (!exc.is_valid()) return;  // the call set an error already
       if (PyObject_SetAttrString(exc.ptr(), "errno", PyLong_FromLong(e.os_error())) != 0) PyErr_Clear();
       PyErr_SetObject(g_exception, exc.ptr());

@@ -94,7 +94,7 @@ PyObject* serialized_bytes_of(PyArrayObject* arr, const std::string& key) {
   PyObject* item = *static_cast<PyObject**>(PyArray_DATA(arr));
   if (item == nullptr || !(PyBytes_Check(item) || PyByteArray_Check(item) || PyMemoryView_Check(item))) {
     throw SharedMemoryError(Operation::set, key,
-                            std::string("the np.object_ array holds ") + (item ? Py_TYPE(item)->tp_name : "nothing") +
+                            std::string("the np.object_ array holds ") + (item ? py_type_name(item) : "nothing") +
                                 ", expected serialized bytes (use serialize_byte_tensor)");
   }
   return item;
@@ -151,11 +151,11 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
     throw SharedMemoryError("input_values must be specified as a list/tuple of numpy arrays, got " +
                             py_type_name(values));
   }
-  const Py_ssize_t n = PySequence_Fast_GET_SIZE(values.ptr());
-  PyObject** items = PySequence_Fast_ITEMS(values.ptr());
+  const Py_ssize_t n = sequence_size(values.ptr());
   for (Py_ssize_t i = 0; i < n; ++i) {
-    if (kind_of(items[i]) == Source::unsupported) {
-      throw SharedMemoryError("each element of input_values must be a numpy array, got " + py_type_name(items[i]) +
+    PyObject* item = sequence_item(values.ptr(), i);
+    if (kind_of(item) == Source::unsupported) {
+      throw SharedMemoryError("each element of input_values must be a numpy array, got " + py_type_name(item) +
                               " at index " + std::to_string(i) +
                               " (beyond tritonclient, objects with __dlpack__ or the buffer protocol in CPU memory "
                               "are taken too)");
@@ -168,7 +168,7 @@ void set_region(nb::handle shm_handle, nb::handle values, nb::handle offset_obj)
   held.reserve(static_cast<std::size_t>(n));
   std::vector<nb::object> converted;  // arrays made from DLPack producers, alive for the call
   for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* item = items[i];
+    PyObject* item = sequence_item(values.ptr(), i);
     const Source source = kind_of(item);
     if (source == Source::buffer) {
       held.push_back(contiguous_buffer(item, key));

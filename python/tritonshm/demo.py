@@ -117,7 +117,7 @@ def run_add_sub(
     `shm` is the client library: tritonshm, or tritonclient.utils.shared_memory
     for comparison (the benchmarks run both)."""
     tag = tag or str(os.getpid())
-    input0 = np.arange(start=0, stop=16, dtype=np.int32)
+    input0 = np.arange(0, 16, dtype=np.int32)  # numpy 2.5 types start as positional-only
     input1 = np.full(shape=16, fill_value=3, dtype=np.int32)
     byte_size = input0.nbytes
     in_key, out_key = f"/tritonshm_demo_in_{tag}", f"/tritonshm_demo_out_{tag}"

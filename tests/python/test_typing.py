@@ -12,11 +12,13 @@ import pytest
 
 TYPING = pathlib.Path(__file__).resolve().parents[1] / "typing"
 mypy = pytest.importorskip("mypy", reason="the typing check needs mypy (test extra)")
+# The running interpreter's version: the matrix checks the oldest and the newest.
+RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def run_mypy(path):
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-version", "3.11", str(path)],
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-version", RUNNING, str(path)],
         capture_output=True,
         text=True,
         timeout=300,
