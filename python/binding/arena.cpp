@@ -118,7 +118,6 @@ void bind_arena(nb::module_& m) {
       .def_prop_ro("lease_count", &Arena::lease_count)
       .def_prop_ro("region_count", &Arena::region_count)
       .def_prop_ro("owned_here", &Arena::owned_here)
-      .def_prop_ro("max_bytes", &Arena::max_bytes)
       .def_prop_ro("alignment", &Arena::alignment)
       .def("regions", [](const Arena& a) { return region_tuples(a.regions()); })
       .def("pending_regions", [](const Arena& a) { return region_tuples(a.pending_regions()); })
