@@ -239,9 +239,10 @@ def bench_concurrency(
     `repeat` runs, the contenders' order the same each time)."""
     rows: List[Dict[str, Any]] = []
     for size in sizes:
+        window = seconds * (2 if size >= 16 << 20 else 1)  # at 16 MiB a 2 s window holds ~20-60 requests
         for case, measure in (
-            (f"concurrency_threads_{THREADS}", lambda: _bench_threads(urls["grpc"], size, seconds)),
-            (f"concurrency_aio_{IN_FLIGHT}", lambda: asyncio.run(_bench_aio(urls["grpc"], size, seconds))),
+            (f"concurrency_threads_{THREADS}", lambda: _bench_threads(urls["grpc"], size, window)),
+            (f"concurrency_aio_{IN_FLIGHT}", lambda: asyncio.run(_bench_aio(urls["grpc"], size, window))),
         ):
             runs = [measure() for _ in range(repeat)]
             for name in runs[0]:

@@ -203,7 +203,8 @@ def triton_table(rows: List[Dict[str, Any]]) -> str:
             if "pool_work_median" in r:
                 where += f", pool's own work {human_time(r['pool_work_median'])}"
             if "outputs_in_shm_per_request" in r:
-                where += f", outputs in shm per request {r['outputs_in_shm_per_request']:.2f}"
+                where += f", per request: inputs in shm {r.get('inputs_in_shm_per_request', 0):.2f}"
+                where += f", outputs in shm {r['outputs_in_shm_per_request']:.2f}, reruns {r.get('retries_per_request', 0):.2f}"
             elif r.get("pool_stats") is None:
                 where += ", no pool.stats() (older pool)"
             notes.append(f"  {kind:<9}{human_size(size):>8} {TRITON_COLUMNS[pool]}: {where}")

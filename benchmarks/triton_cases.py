@@ -43,6 +43,7 @@ INLINE_SIZES = [4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 <
 KINDS = ("variable", "fixed")
 VARIABLE_MODEL = "scale"
 POOL_CONTENDERS = ("tritonshm", "tritonshm grpc")
+STATS_PER_REQUEST = ("inputs_in_shm", "outputs_in_shm", "retries")
 OTHERS = ("http binary (a)", "grpc (b)", "shm per request (c)", "shm reused by hand (d)")
 _keys = itertools.count()
 
@@ -202,7 +203,8 @@ def _bench_one(
         contenders[name] = lambda x, pool=pool: pool.infer(model, {"INPUT0": x})["OUTPUT0"]
     server: Dict[str, List[float]] = {name: [] for name in contenders}
     own_work: Dict[str, List[float]] = {name: [] for name in pools}
-    outputs_in_shm: Dict[str, List[float]] = {name: [] for name in pools}
+    # Per request, from the pool's stats() where it has them: how its tensors travelled, and reruns.
+    per_request: Dict[str, Dict[str, List[float]]] = {name: {k: [] for k in STATS_PER_REQUEST} for name in pools}
     try:
         for name, fn in contenders.items():  # each checked, and warmed up (the pool learns here)
             for _ in range(2):
@@ -228,8 +230,9 @@ def _bench_one(
                 if name in timers:
                     own_work[name].append(took - timers[name].inside / calls)
                 after = pool_stats(pool) if pool is not None else None
-                if before is not None and after is not None and "outputs_in_shm" in after:
-                    outputs_in_shm[name].append((after["outputs_in_shm"] - before["outputs_in_shm"]) / calls)
+                for key in STATS_PER_REQUEST if before is not None and after is not None else ():
+                    if key in after and key in before:
+                        per_request[name][key].append((after[key] - before[key]) / calls)
                 return took
 
             return run
@@ -242,8 +245,9 @@ def _bench_one(
         extra: Dict[str, Any] = {"model": model, "kind": kind, "server_median": summary(server[name])["median"]}
         if name in own_work and own_work[name]:
             extra["pool_work_median"] = summary(own_work[name])["median"]
-        if outputs_in_shm.get(name):
-            extra["outputs_in_shm_per_request"] = summary(outputs_in_shm[name])["median"]
+        for key, counts in per_request.get(name, {}).items():
+            if counts:
+                extra[f"{key}_per_request"] = summary(counts)["median"]
         if name in pools:
             extra["pool_stats"] = pool_stats(pools[name])
         rows.append({"case": f"triton_{kind}", "size": size, "contender": name, **summary(values), **extra})
