@@ -265,7 +265,7 @@ def test_a_pool_left_open_is_closed_at_interpreter_exit(triton):
 
 
 def server_process(*extra, private_dev_shm=False):
-    """examples/pytriton_server.py started in a process of its own."""
+    """The test server (tests/triton_server.py) started in a process of its own."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("pytriton_server", ROOT / "tests/triton_server.py")
