@@ -104,7 +104,7 @@ for version in "${VERSIONS[@]}"; do
   log "CPython $full ($python)"
   tag="cp${version/./}"
   wheel=""
-  [ -n "$REUSE" ] && wheel="$(ls "$REUSE"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -1)"
+  [ -n "$REUSE" ] && wheel="$(ls "$REUSE"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -1 || true)"
   if [ -n "$wheel" ]; then
     echo "  wheel reused from $REUSE"
   else
