@@ -321,3 +321,130 @@ def test_http_threads_with_their_own_clients_make_the_pools_calls_through_them(t
         assert not errors, errors[:3]
         assert len(pool.region_names) > 1, "the pool grew from the threads"
     shared.close()
+
+
+def test_an_interrupted_request_releases_its_lease_at_once(client):
+    """KeyboardInterrupt (or a cancelled task) inside the client's infer: the
+    lease comes back before the exception is even handled, not when the
+    traceback that holds the request's frame is collected."""
+    with SharedMemoryPool(client, 1 << 20, inline_threshold=0) as pool:
+        real_infer = client.infer
+
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        client.infer = interrupted
+        try:
+            with pytest.raises(KeyboardInterrupt) as info:
+                pool.infer("double_fp32", {"INPUT0": np.ones(256, np.float32)})
+            assert info.traceback, "the traceback (and the frames it holds) is still alive here"
+            assert pool.leased_bytes == 0
+        finally:
+            client.infer = real_infer
+        x = np.ones(256, np.float32)
+        np.testing.assert_array_equal(pool.infer("double_fp32", {"INPUT0": x})["OUTPUT0"], 2 * x)
+
+
+def test_a_cancelled_async_request_releases_its_lease_at_once(triton):
+    async def main():
+        aclient = grpc_aio.InferenceServerClient(triton["grpc"])
+        try:
+            async with AsyncSharedMemoryPool(aclient, 1 << 20, inline_threshold=0) as pool:
+                real_infer = aclient.infer
+
+                async def slow_infer(*args, **kwargs):
+                    await asyncio.sleep(30)
+                    return await real_infer(*args, **kwargs)
+
+                aclient.infer = slow_infer
+                task = asyncio.ensure_future(pool.infer_async("double_fp32", {"INPUT0": np.ones(256, np.float32)}))
+                await asyncio.sleep(0.2)
+                assert pool.leased_bytes > 0
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                leased = pool.leased_bytes
+                aclient.infer = real_infer
+                return leased
+        finally:
+            await aclient.close()
+
+    assert asyncio.run(main()) == 0
+
+
+def test_a_pool_at_its_limit_makes_room_from_idle_regions_and_never_fails_where_tritonclient_would_not(client):
+    """Found by the red team: once the output size was learned, the same request
+    needed more room than the limit left while idle regions held it; and a
+    tensor above max_capacity failed though plain tritonclient sends it inline."""
+    with SharedMemoryPool(client, 1 << 20) as pool:  # max_capacity 4 MiB
+        pool.infer("double_fp32", {"INPUT0": np.ones(1 << 18, np.float32)})  # grows by a 2 MiB region
+        x = np.arange(300_000, dtype=np.float32)  # 1.2 MB in, 1.2 MB out once learned
+        for _ in range(3):
+            np.testing.assert_array_equal(pool.infer("double_fp32", {"INPUT0": x})["OUTPUT0"], 2 * x)
+        assert pool.capacity <= 4 << 20 and pool.stats()["inline_fallbacks"] == 0
+        big = np.arange(3 << 20, dtype=np.float32)  # 12 MiB: more than the pool may ever hold
+        np.testing.assert_array_equal(pool.infer("double_fp32", {"INPUT0": big})["OUTPUT0"], 2 * big)
+        assert pool.stats()["inline_fallbacks"] == 1 and pool.leased_bytes == 0
+        assert set(pool.region_names) <= server_names(client), "regions removed to make room were unregistered"
+
+
+def test_close_during_traffic_waits_for_the_server_and_leaves_nothing_registered(triton):
+    """Triton refuses to unregister a region while a request uses it: close()
+    under load used to give up and leave the names registered."""
+    client = grpc.InferenceServerClient(triton["grpc"])
+    prefix = unique_prefix("busy")
+    pool = SharedMemoryPool(client, 1 << 20, max_capacity=32 << 20, prefix=prefix)
+    x = np.ones(100_000, np.float32)
+    stop = threading.Event()
+
+    def work(_):
+        while not stop.is_set():
+            try:
+                pool.infer("double_fp32", {"INPUT0": x})
+            except shm.SharedMemoryException:
+                return  # the pool closed under it: expected
+            except InferenceServerException:
+                return  # the region went away under a request in flight: expected
+
+    workers = threading.Thread(target=lambda: run_in_threads(work, 6))
+    workers.start()
+    time.sleep(1.5)
+    pool.close()
+    stop.set()
+    workers.join(60)
+    assert not [n for n in server_names(client) if n.startswith(prefix)], "close() left names registered"
+    assert pool_files(prefix) == []
+    client.close()
+
+
+def test_a_task_cancelled_while_the_pool_grows_leaves_nothing_registered_after_close(triton):
+    async def main():
+        aclient = grpc_aio.InferenceServerClient(triton["grpc"])
+        prefix = unique_prefix("cancelgrow")
+        try:
+            pool = AsyncSharedMemoryPool(aclient, 4096, prefix=prefix, inline_threshold=0)
+            await pool.open()
+            real_register = aclient.register_system_shared_memory
+
+            async def register_then_wait(*args, **kwargs):
+                result = await real_register(*args, **kwargs)
+                await asyncio.sleep(30)  # the server has it; the task is cancelled before it hears back
+                return result
+
+            aclient.register_system_shared_memory = register_then_wait
+            task = asyncio.ensure_future(pool.infer_async("double_fp32", {"INPUT0": np.ones(4096, np.float32)}))
+            await asyncio.sleep(0.5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            aclient.register_system_shared_memory = real_register
+            assert pool.leased_bytes == 0
+            await pool.close()
+            return prefix
+        finally:
+            await aclient.close()
+
+    prefix = asyncio.run(main())
+    with grpc.InferenceServerClient(triton["grpc"]) as check:
+        assert not [n for n in server_names(check) if n.startswith(prefix)], "the cancelled growth stayed registered"
+    assert pool_files(prefix) == []

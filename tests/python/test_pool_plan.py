@@ -29,6 +29,7 @@ NOWHERE = "127.0.0.1:9"
         ({"capacity": 1 << 20, "mode": -1}, "mode"),
         ({"capacity": 1 << 20, "mode": 0o10000}, "mode"),
         ({"capacity": 1 << 20, "alignment": 48}, "alignment"),
+        ({"capacity": 1 << 20, "alignment": 1 << 40}, "alignment"),
         ({"capacity": 1 << 20, "region_size": 0}, "region_size"),
         ({"capacity": 1 << 20, "inline_threshold": -1}, "inline_threshold"),
         ({"capacity": 1 << 20, "prefix": "my pool"}, "prefix"),
@@ -114,3 +115,35 @@ def test_the_refusals_the_pool_acts_on_are_recognized_on_the_servers_words():
     assert missing_region(grpc) == "x_0"
     assert missing_region(too_small) is None and needed_output_size(grpc) is None
     assert "restarted" in str(server_refusal(grpc, "inference failed"))
+
+
+@pytest.mark.parametrize(
+    ("outputs", "sizes", "message"),
+    [
+        ("OUTPUT0", {}, "outputs must be a list of output names, got the string 'OUTPUT0'"),
+        (None, {"OUTPUT0": -5}, "output_sizes must map output names to sizes in bytes"),
+        (None, {"OUTPUT0": 1.5}, "output_sizes must map output names to sizes in bytes"),
+    ],
+)
+def test_bad_outputs_and_output_sizes_are_refused_by_name(outputs, sizes, message):
+    with pytest.raises(shm.SharedMemoryException, match=message):
+        plan({"IN": np.zeros(4, np.float32)}, outputs=outputs, sizes=sizes)
+
+
+def test_a_client_of_another_protocol_or_kind_is_refused_by_name():
+    import tritonclient.grpc as grpc
+
+    from tritonshm.triton import AsyncSharedMemoryPool
+
+    with pytest.raises(shm.SharedMemoryException, match=r"client must be a tritonclient.http.aio client"):
+        AsyncSharedMemoryPool(http.InferenceServerClient(NOWHERE), 1 << 20)
+    from tritonshm.triton.pool_state import PoolState
+
+    pool_state = PoolState(
+        http.InferenceServerClient(NOWHERE), 4096, None, None, "p", 64, None, 0o600, False, None, False
+    )
+    try:
+        with pytest.raises(shm.SharedMemoryException, match=r"client= must be a tritonclient.http client"):
+            pool_state.check_client(grpc.InferenceServerClient(NOWHERE), "client=")
+    finally:
+        pool_state.arena.close()

@@ -39,6 +39,8 @@ class AsyncSharedMemoryPool(PoolBase):
     Safe for many concurrent requests, on one event loop or on several (one
     per thread)."""
 
+    _aio = True
+
     def _start(self) -> None:
         self._finalizer = weakref.finalize(self, _unlink_unclosed, self._state)
 

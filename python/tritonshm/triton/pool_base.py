@@ -13,6 +13,8 @@ __all__ = ["PoolBase"]
 class PoolBase:
     """The arguments of both pools, defined once. See SharedMemoryPool."""
 
+    _aio = False  # whether the pool's client calls are awaited
+
     def __init__(
         self,
         client: Any,
@@ -38,6 +40,7 @@ class PoolBase:
             mode,
             prefault,
             inline_threshold,
+            self._aio,
         )
         self._start()
 
@@ -75,7 +78,8 @@ class PoolBase:
     def stats(self) -> Dict[str, int]:
         """Counters for a metrics library: requests; inputs_in_shm, inputs_inline,
         outputs_in_shm, outputs_inline (tensors by the way they travelled);
-        retries (requests run a second time); reregistrations (times the pool
+        retries (requests run again); inline_fallbacks (requests sent inline
+        because the pool was at max_capacity); reregistrations (times the pool
         registered its regions again after the server forgot them); regions,
         capacity_bytes, leased_bytes, high_water_bytes (the most ever leased at
         once); learned_signatures; inline_threshold."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .. import _core
 from .._core import SharedMemoryException
@@ -29,8 +29,18 @@ _NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]+")
 # NAME_MAX (255) less what the arena adds: "_<pid>_<8 hex>_<n>".
 _PREFIX_LIMIT = 200
 _UINT64_MAX = (1 << 64) - 1
+# A huge page: no lease needs to start at a coarser boundary.
+_ALIGNMENT_LIMIT = 2 << 20
 
-_COUNTERS = ("requests", "inputs_in_shm", "inputs_inline", "outputs_in_shm", "outputs_inline", "retries")
+_COUNTERS = (
+    "requests",
+    "inputs_in_shm",
+    "inputs_inline",
+    "outputs_in_shm",
+    "outputs_inline",
+    "retries",
+    "inline_fallbacks",
+)
 
 
 def _refuse(argument: str, value: Any, rule: str) -> SharedMemoryException:
@@ -58,6 +68,7 @@ class PoolState:
         mode: int,
         prefault: bool,
         inline_threshold: Optional[int],
+        aio: bool,
     ) -> None:
         # Every argument is checked here, naming it, before any of them reaches C++.
         capacity = _size_argument("capacity", capacity, 1, _UINT64_MAX)
@@ -70,10 +81,10 @@ class PoolState:
         if (
             isinstance(alignment, bool)
             or not isinstance(alignment, int)
-            or alignment <= 0
+            or not 0 < alignment <= _ALIGNMENT_LIMIT
             or alignment & (alignment - 1)
         ):
-            raise _refuse("alignment", alignment, "a power of two")
+            raise _refuse("alignment", alignment, f"a power of two from 1 to {_ALIGNMENT_LIMIT}")
         _size_argument("mode", mode, 0, 0o7777)
         if not isinstance(prefix, str) or not _NAME_CHARACTERS.fullmatch(prefix) or len(prefix) > _PREFIX_LIMIT:
             raise _refuse(
@@ -85,13 +96,18 @@ class PoolState:
         if inline_threshold is None:
             inline_threshold = DEFAULT_INLINE_THRESHOLD
         self.inline_threshold = _size_argument("inline_threshold", inline_threshold, 0, _UINT64_MAX)
+        self.aio = aio
         self.client = client
         self.module, self.protocol = client_module(client)
+        self.check_client(client, "client")
         self.initial_capacity = capacity
         self.arena = _core.Arena(prefix, self.max_capacity, alignment, mode, prefault)
         self.headers = dict(headers) if headers else None
         self.owner_pid = os.getpid()
         self.registered: List[str] = []  # names this pool registered, and only those
+        # Names whose registration was sent but not seen through (a cancelled
+        # task, an interrupt): the server may have them, so close() unregisters them too.
+        self.registering: Set[str] = set()
         self.models: Dict[Tuple[str, str], Optional[ModelOutputs]] = {}
         self.learned = LearnedOutputs()
         # `lock` guards the bookkeeping above (held for microseconds); `grow_lock`
@@ -119,6 +135,17 @@ class PoolState:
         if self.closed:
             raise SharedMemoryException("unable to lease shared memory: the pool is closed")
 
+    def check_client(self, client: Any, argument: str) -> None:
+        """A client of the pool's protocol and kind (asyncio or not)."""
+        _, protocol = client_module(client)
+        aio = ".aio" in type(client).__module__
+        if protocol != self.protocol or aio != self.aio:
+            wanted = f"tritonclient.{self.protocol}{'.aio' if self.aio else ''}"
+            raise SharedMemoryException(
+                f"unable to lease shared memory: {argument} must be a {wanted} client (the pool's protocol and "
+                f"kind), got {type(client).__module__}.{type(client).__name__}"
+            )
+
     def growth_for(self, nbytes: int) -> int:
         """The size of the region to add so that a lease of nbytes fits."""
         return max(self.region_size, align(nbytes, int(self.arena.alignment)))
@@ -136,15 +163,30 @@ class PoolState:
 
     # -- bookkeeping ---------------------------------------------------------
 
+    def registering_begins(self, name: str) -> None:
+        with self.lock:
+            self.registering.add(name)
+
+    def registering_failed(self, name: str) -> None:
+        with self.lock:
+            self.registering.discard(name)
+
     def commit(self, name: str) -> bool:
         """Makes a registered region leasable; False if the pool closed while
         its registration was in flight (the caller then unregisters it)."""
         with self.lock:
+            self.registering.discard(name)
             if self.closed:
                 return False
             self.arena.commit_region(name)
             self.registered.append(name)
             return True
+
+    def forget(self, name: str) -> None:
+        """A region the pool removed and unregisters now (to make room)."""
+        with self.lock:
+            if name in self.registered:
+                self.registered.remove(name)
 
     def registered_here(self, name: Optional[str]) -> bool:
         """Whether `name` is one of this pool's registrations."""
@@ -155,7 +197,8 @@ class PoolState:
         """Marks the pool closed and hands over the names to unregister (once)."""
         with self.lock:
             self.closed = True
-            names, self.registered = self.registered, []
+            names, self.registered = self.registered + sorted(self.registering), []
+            self.registering = set()
             return names
 
     def count(self, **added: int) -> None:

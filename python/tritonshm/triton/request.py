@@ -110,6 +110,13 @@ class RequestPlan:
         same signature needed; an output of unknown size comes back inline."""
         if not isinstance(inputs, Mapping) or not inputs:
             raise SharedMemoryException("inputs must be a non-empty dict of input name to numpy array")
+        if isinstance(outputs, (str, bytes)):
+            raise SharedMemoryException(f"outputs must be a list of output names, got the string {outputs!r}")
+        for name, nbytes in output_sizes.items():
+            if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+                raise SharedMemoryException(
+                    f"output_sizes must map output names to sizes in bytes (ints >= 0), got {name!r}: {nbytes!r}"
+                )
         planned: List[_Input] = []
         batch: Optional[int] = None
         for name, value in inputs.items():

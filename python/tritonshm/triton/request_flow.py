@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -26,6 +27,13 @@ from .request import ModelOutputs, RequestPlan, parse_model_config
 __all__ = ["Call", "Locked", "close_steps", "infer_steps", "lease_steps", "model_steps", "open_steps", "run"]
 
 T = TypeVar("T")
+
+# close() waits this long, in these steps, for the server to let go of regions
+# that requests still in flight use (Triton refuses to unregister them meanwhile).
+CLOSE_WAITS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 0.0)
+
+# A threshold no tensor reaches: the request goes inline, whole.
+INLINE_ONLY = 1 << 64
 
 # How often one request may run again after the server forgot the pool's
 # registrations (each time after registering them again).
@@ -48,7 +56,14 @@ class Locked:
     steps: "Steps[Any]"
 
 
-Steps = Generator[Union[Call, Locked], Any, T]
+@dataclass
+class Pause:
+    """A wait (time.sleep, or asyncio.sleep for the async pool)."""
+
+    seconds: float
+
+
+Steps = Generator[Union[Call, Locked, Pause], Any, T]
 
 
 # -- runners -------------------------------------------------------------------
@@ -75,10 +90,15 @@ def run(steps: Steps[T], lock: threading.Lock) -> T:
             if isinstance(step, Locked):
                 with lock:
                     value = run(step.steps, lock)
+            elif isinstance(step, Pause):
+                time.sleep(step.seconds)
             else:
                 value = step.fn(*step.args, **step.kwargs)
         except Exception as caught:  # noqa: BLE001 - handed to the flow, which decides
             error = caught
+        except BaseException:  # KeyboardInterrupt, SystemExit: the flow's finally blocks run now
+            steps.close()
+            raise
 
 
 async def run_async(steps: Steps[T], lock: threading.Lock) -> T:
@@ -102,10 +122,15 @@ async def run_async(steps: Steps[T], lock: threading.Lock) -> T:
                     value = await run_async(step.steps, lock)
                 finally:
                     lock.release()
+            elif isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
             else:
                 value = await step.fn(*step.args, **step.kwargs)
         except Exception as caught:  # noqa: BLE001 - handed to the flow, which decides
             error = caught
+        except BaseException:  # cancelled, KeyboardInterrupt: the flow's finally blocks run now
+            steps.close()
+            raise
 
 
 # -- regions -------------------------------------------------------------------
@@ -125,9 +150,11 @@ def add_region_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
     it leasable: until the server has it, no request can be routed to it, and
     a refused registration can always take it back out."""
     name, key, byte_size = state.arena.add_region(size)
+    state.registering_begins(name)  # an interrupt from here on leaves the name for close() to unregister
     try:
         yield _register(state, client, name, key, byte_size)
     except Exception as error:
+        state.registering_failed(name)
         if state.closed:  # close() unlinked the region under the registration
             state.arena.remove_region(name)
             raise SharedMemoryException("unable to lease shared memory: the pool is closed") from error
@@ -159,10 +186,28 @@ def open_steps(state: PoolState) -> Steps[None]:
         yield from add_region_steps(state, state.initial_capacity, state.client)
 
 
+def _make_room_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
+    """Before a new region would pass max_capacity, the regions no lease is in
+    are unregistered and removed (smallest first) until it fits: a pool that
+    grew for small requests can still serve a large one."""
+    arena = state.arena
+    for name, _, _ in sorted(arena.regions(), key=lambda region: region[2]):
+        if int(arena.capacity) + size <= state.max_capacity:
+            return
+        if arena.remove_region(name):  # only if nothing is leased from it
+            state.forget(name)
+            try:
+                yield _unregister(state, client, name)
+            except Exception:  # noqa: BLE001 - gone from the server already, or the server is
+                pass
+
+
 def _grow_steps(state: PoolState, nbytes: int, client: Any) -> Steps[Any]:
     lease = state.arena.try_lease(nbytes)  # another thread may have grown the pool meanwhile
     while lease is None:
-        yield from add_region_steps(state, state.growth_for(nbytes), client)
+        size = state.growth_for(nbytes)
+        yield from _make_room_steps(state, size, client)
+        yield from add_region_steps(state, size, client)
         lease = state.arena.try_lease(nbytes)
     return lease
 
@@ -213,11 +258,19 @@ def close_steps(state: PoolState) -> Steps[None]:
     if not state.owned_here():
         state.closed = True
         return
-    for name in state.close_names():
-        try:
-            yield _unregister(state, state.client, name)
-        except Exception:  # noqa: BLE001 - the server may be gone; the regions go anyway
-            pass
+    names = state.close_names()
+    for wait in CLOSE_WAITS:
+        in_use = []
+        for name in names:
+            try:
+                yield _unregister(state, state.client, name)
+            except Exception as error:  # noqa: BLE001 - the server may be gone; the regions go anyway
+                if "in use" in str(error):
+                    in_use.append(name)
+        names = in_use
+        if not names:
+            break
+        yield Pause(wait)  # the server refuses while another thread's request uses the region
     state.arena.close()
 
 
@@ -268,6 +321,8 @@ def infer_steps(
     sizes = dict(output_sizes or {})
     may_retry = retry and not kwargs.get("sequence_id")
     seen = state.registrations
+    if client is not None:
+        state.check_client(client, "client=")
     target = client if client is not None else state.client  # the pool's own calls for this request too
     model = (
         (yield from model_steps(state, model_name, model_version, target))
@@ -275,18 +330,25 @@ def infer_steps(
         else None
     )
     signature = signature_of(model_name, model_version, inputs, outputs)
-    resized, healed = False, 0
+    resized, healed, inline_only = False, 0, False
     while True:
         plan = RequestPlan.make(
             inputs,
             outputs,
             model,
-            sizes,
-            state.learned.get(signature) if may_retry else None,
-            state.inline_threshold,
+            {} if inline_only else sizes,
+            state.learned.get(signature) if may_retry and not inline_only else None,
+            INLINE_ONLY if inline_only else state.inline_threshold,
             int(state.arena.alignment),
         )
-        lease = (yield from lease_steps(state, plan.total, target)) if plan.total else None
+        try:
+            lease = (yield from lease_steps(state, plan.total, target)) if plan.total else None
+        except SharedMemoryException as error:
+            if inline_only or "would pass the limit" not in str(error):
+                raise
+            inline_only = True  # past max_capacity: plain tritonclient would still send it, and so do we
+            state.count(inline_fallbacks=1)
+            continue
         keep = False
         try:
             plan.write(lease)
