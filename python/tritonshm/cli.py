@@ -322,7 +322,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .triton.refusals import server_refusal
-    from .triton.status import shared_memory_status
+    from .triton.status import server_address, shared_memory_status
 
     try:
         if args.protocol == "grpc":
@@ -334,7 +334,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})"
         ) from exc
     headers = dict(args.header) if args.header else None
-    client = client_module.InferenceServerClient(url=args.url)
+    client = client_module.InferenceServerClient(url=server_address(args.url))
     try:
         rows = shared_memory_status(client, headers)
     except Exception as error:  # noqa: BLE001 - a refusal, explained where we can

@@ -144,7 +144,9 @@ def _client(url: str, protocol: str) -> Any:
         raise SharedMemoryException(
             f"doctor --url needs tritonclient: pip install 'tritonclient[{protocol}]' ({exc})"
         ) from exc
-    return module.InferenceServerClient(url=url)
+    from .triton.status import server_address
+
+    return module.InferenceServerClient(url=server_address(url))
 
 
 def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict[str, str]]) -> None:

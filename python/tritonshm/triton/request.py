@@ -112,10 +112,10 @@ class RequestPlan:
             raise SharedMemoryException("inputs must be a non-empty dict of input name to numpy array")
         if isinstance(outputs, (str, bytes)):
             raise SharedMemoryException(f"outputs must be a list of output names, got the string {outputs!r}")
-        for name, nbytes in output_sizes.items():
-            if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        for name, size in output_sizes.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise SharedMemoryException(
-                    f"output_sizes must map output names to sizes in bytes (ints >= 0), got {name!r}: {nbytes!r}"
+                    f"output_sizes must map output names to sizes in bytes (ints >= 0), got {name!r}: {size!r}"
                 )
         planned: List[_Input] = []
         batch: Optional[int] = None

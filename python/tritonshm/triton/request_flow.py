@@ -191,6 +191,8 @@ def _make_room_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
     are unregistered and removed (smallest first) until it fits: a pool that
     grew for small requests can still serve a large one."""
     arena = state.arena
+    if size > state.max_capacity:
+        return  # nothing removed could make it fit: keep the warm regions
     for name, _, _ in sorted(arena.regions(), key=lambda region: region[2]):
         if int(arena.capacity) + size <= state.max_capacity:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from .._core import SharedMemoryException
 from ..inventory import list_regions
 
 __all__ = ["server_regions", "shared_memory_status"]
@@ -72,3 +73,13 @@ def shared_memory_status(client: Any, headers: Optional[Dict[str, str]] = None) 
                 }
             )
     return rows
+
+
+def server_address(url: str) -> str:
+    """host:port as tritonclient wants it; users often type http://host:port."""
+    for scheme in ("http://", "grpc://"):
+        if url.startswith(scheme):
+            return url[len(scheme) :]
+    if "://" in url:
+        raise SharedMemoryException(f"--url takes host:port (e.g. localhost:8000), got {url!r}")
+    return url
