@@ -109,3 +109,14 @@ def test_bad_arguments_and_unreachable_servers_are_one_line_errors():
         assert one_line_error(unreachable).startswith("tritonshm status: ")
     missing = cli("info", "--dtype", check=2)
     assert "tritonshm info: " in one_line_error(missing)
+
+
+def test_a_url_with_a_scheme_is_understood_or_refused_in_one_line():
+    """Found by the red team: tritonclient refused http://..., then printed a traceback from __del__."""
+    with_scheme = cli("status", "--url", "http://127.0.0.1:1", check=1)
+    assert one_line_error(with_scheme).startswith("tritonshm status: "), (
+        "the scheme was dropped: unreachable, not refused"
+    )
+    assert "scheme" not in with_scheme.stderr
+    other = cli("status", "--url", "https://127.0.0.1:1", check=1)
+    assert "--url takes host:port" in one_line_error(other)
