@@ -69,7 +69,7 @@ test_wheel() {
   # array-api-strict needs Python 3.10+ (the test that uses it skips, saying so).
   [ "$version" != 3.9 ] && extras+=(array-api-strict)
   CC=false CXX=false "$venv/bin/python" -m pip install -q --only-binary=:all: "$wheel" numpy pytest hypothesis \
-    "tritonclient[http,grpc]" mypy "${extras[@]}" 2>&1 | quiet_pip
+    "tritonclient[http,grpc]" mypy pyyaml "${extras[@]}" 2>&1 | quiet_pip
   local numpy
   numpy="$("$venv/bin/python" -c 'import numpy, tritonshm; print(numpy.__version__)')"
   local status=passed

@@ -140,3 +140,25 @@ def examples(tmp_path_factory):
     run(cmake, "-S", root / "examples/cpp", "-B", work / "examples", *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
     run(cmake, "--build", work / "examples")
     return work / "examples"
+
+
+# Runs a command as the user nobody (tests of permissions; needs root).
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def skip_unless_nobody_can_run_python() -> None:
+    """Skips, saying why, where this interpreter cannot start as nobody: an
+    interpreter under a home directory only its owner may enter (pyenv's in
+    /root) is the machine, not tritonshm."""
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a process as the user nobody (setpriv)")
+    probe = subprocess.run(
+        [*AS_NOBODY, sys.executable, "-c", "import tritonshm"], capture_output=True, text=True, timeout=60
+    )
+    if probe.returncode != 0:
+        pytest.skip(
+            f"the user nobody cannot run {sys.executable} with tritonshm: {probe.stderr.strip().splitlines()[-1:]}"
+        )

@@ -13,7 +13,7 @@ import pytest
 
 import tritonshm as shm
 
-from conftest import shm_path
+from conftest import AS_NOBODY, shm_path, skip_unless_nobody_can_run_python
 
 PY = sys.executable
 
@@ -143,17 +143,8 @@ def test_writer_killed_mid_write_leaves_readers_and_cleanup_working(make_key):
     assert not shm_path(key).exists()
 
 
-AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
 def test_other_user_cannot_open_default_region(make_key):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a process as the user nobody (setpriv)")
-    # An interpreter under a home directory only its owner may enter (pyenv's
-    # in /root) cannot start as nobody: that is the machine, not tritonshm.
-    probe = subprocess.run([*AS_NOBODY, PY, "-c", "import tritonshm"], capture_output=True, text=True, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"the user nobody cannot run {PY} with tritonshm: {probe.stderr.strip().splitlines()[-1:]}")
+    skip_unless_nobody_can_run_python()
     private, shared = make_key("private"), make_key("shared")
     a = shm.create_shared_memory_region("p", private, 64)
     b = shm.create_shared_memory_region("s", shared, 64, mode=0o666)

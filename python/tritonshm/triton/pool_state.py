@@ -50,7 +50,7 @@ def _refuse(argument: str, value: Any, rule: str) -> SharedMemoryException:
 def _size_argument(argument: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise _refuse(argument, value, f"an int from {low} to {high}")
-    return value
+    return int(value)
 
 
 class PoolState:
