@@ -460,7 +460,10 @@ def infer_steps(state: PoolState, request: InferRequest, client: Any = None) -> 
     while True:
         transport = choose(request, signature, model, state.learned, state.config.inline_threshold, attempt)
         layout = Layout.of(
-            [item.nbytes if shm else None for item, shm in zip(request.inputs, transport.inputs_in_shm)],
+            [
+                item.nbytes if shm and item.placed is None else None
+                for item, shm in zip(request.inputs, transport.inputs_in_shm)
+            ],
             [out.slot for out in transport.outputs or ()],
             state.config.alignment,
         )
@@ -510,8 +513,10 @@ def _exchange(
         input_parts = layout.input_parts(lease) if lease is not None else [None] * len(request.inputs)
         output_parts = layout.output_parts(lease) if lease is not None else [None] * len(transport.outputs or ())
         infer_inputs = []
-        for item, part in zip(request.inputs, input_parts):
-            if part is None:
+        for item, part, shm in zip(request.inputs, input_parts, transport.inputs_in_shm):
+            if shm and item.placed is not None:  # already in the pool's memory
+                infer_inputs.append(adapter.shm_input(item.name, list(item.shape), item.datatype, item.placed))
+            elif part is None:
                 infer_inputs.append(item.inline(adapter))
             else:
                 item.write(part)
