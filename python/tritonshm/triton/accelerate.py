@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
 import inspect
 import os
 import sys
@@ -336,7 +337,7 @@ class _Accelerator:
         self.closed = False
         self.handles = 0
         self._reset()
-        self.staged_items: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self.staged: "weakref.WeakSet[Staged]" = weakref.WeakSet()  # the live ones
         from .patches import Patches
 
         self.patches = Patches()
@@ -527,9 +528,14 @@ class _Accelerator:
 
     def _warn(self, server: _Server, error: BaseException) -> None:
         protocol = " --protocol grpc" if server.protocol == "grpc" else ""
+        remote = (
+            ""
+            if _loopback(server.address)
+            else " If the server runs on another host, shared memory cannot reach it: nothing to fix there."
+        )
         message = (
             f"tritonshm.triton.accelerate(): requests to {server.describe()} go over the network, not through "
-            f"shared memory: {error} (`tritonshm doctor --url {server.address}{protocol}` checks the set-up)"
+            f"shared memory: {error} (`tritonshm doctor --url {server.address}{protocol}` checks the set-up).{remote}"
         )
         try:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
@@ -723,7 +729,7 @@ class _Accelerator:
             if self.closed:
                 return False  # close() turns staged data into bytes: this one would be missed
             state.adapter.set_input_data(item, staged)
-            self.staged_items.add(item)
+            self.staged.add(staged)
             self.counts["inputs_staged"] += 1
         return True
 
@@ -752,19 +758,35 @@ class _Accelerator:
             if self.closed:
                 return
             self.closed = True
-            items = list(self.staged_items)
+            staged = list(self.staged)
             servers = list(self.servers.values())
-        # Staged data becomes the bytes tritonclient would hold, before the
-        # descriptor that reads it so goes: the caller's objects stay valid.
-        for item in items:
-            for attribute in ("_raw_data", "_raw_content"):
-                value = item.__dict__.get(attribute)
-                if type(value) is Staged:
-                    item.__dict__[attribute] = value.tobytes()
+        _unstage(staged)
         self.patches.restore()
         if os.getpid() == self.pid:
             for server in servers:
                 server.close()
+
+
+def _unstage(staged: List[Staged]) -> None:
+    """Staged data becomes the bytes tritonclient would hold, wherever an
+    InferInput (or a copy.copy of one) holds it, before the descriptor that
+    reads it so goes: the caller's objects stay valid after close(). One pass
+    over the objects the garbage collector tracks finds every holder."""
+    if not staged:
+        return
+    for holder in gc.get_referrers(*staged):
+        if type(holder) is dict:
+            for attribute in ("_raw_data", "_raw_content"):
+                value = holder.get(attribute)
+                if type(value) is Staged:
+                    holder[attribute] = value.tobytes()
+
+
+def _loopback(address: Optional[str]) -> bool:
+    """Whether host:port[/path] names this host by a loopback address or name."""
+    host = (address or "").split("/", 1)[0]
+    host = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _sendable(kwargs: Dict[str, Any]) -> Dict[str, Any]:

@@ -41,7 +41,7 @@ class Staged:
     server finds them), `array` (a read-only uint8 view that holds the lease),
     and the pool (`state`) whose memory it is."""
 
-    __slots__ = ("array", "part", "state")
+    __slots__ = ("__weakref__", "array", "part", "state")
 
     def __init__(self, state: PoolState, part: Any, array: npt.NDArray[Any]) -> None:
         self.state = state
