@@ -11,31 +11,32 @@ tritonclient's own call, untouched.
 
 How it is put together:
 
-- Patching: the client classes' methods and the InferInput classes'
-  `set_data_from_numpy` are replaced (patches.py), a module not yet imported
-  as its import finishes; `close()` puts back the same function objects.
-- Pools: one per server (protocol, asyncio or not, address), created at its
-  first request with a large tensor and shared by every client of that
-  server; a request goes through its own client (`client=`), so threads with
-  their own HTTP clients, one gRPC client shared by threads and several event
-  loops work as with the pool. A forked child starts with no pools.
-- Requests: the caller's InferInput and InferRequestedOutput objects are read
-  (given.py) into the request layer's request and run by its flow
-  (request_flow.infer_steps), which keeps all the pool's rules (growth,
-  healing, reruns, retiring, inline past the limit). The flow's own call of
-  the client's infer carries a marker keyword that sends it to tritonclient's
-  original method.
-- Staging: `set_data_from_numpy` copies a large array straight into the
-  pool's memory (given.py), so that a request pays one copy, as pool.infer does.
-- Results: a subclass of tritonclient's InferResult whose `as_numpy` reads
-  the outputs placed in shared memory (read-only views, as tritonclient's
-  arrays are) and everything else as tritonclient does.
+- Patching (patches.py): the client classes' infer and async_infer and the
+  InferInput classes' set_data_from_numpy are replaced, a module not yet
+  imported as its import finishes; close() puts back the same function objects.
+- Pools (server_pools.py): one per server (protocol, asyncio or not,
+  address), made at its first request with a large tensor and shared by
+  every client of that server. A request goes through its own client
+  (`client=`), so threads with their own HTTP clients, one gRPC client shared
+  by threads and several event loops work as with the pool. A forked child
+  starts with no pools.
+- Requests (given.py): the caller's InferInput and InferRequestedOutput
+  objects are read into the request layer's request and run by its flow
+  (request_flow.infer_steps), with all the pool's rules (growth, healing,
+  reruns, retiring, inline past the limit). The flow's own call of the
+  client's infer carries a marker (split_flow.DIRECT) that sends it to
+  tritonclient's original method; async_infer sends the flow's inference
+  with tritonclient's async_infer (split_flow.Split).
+- Staging (given.py): set_data_from_numpy copies a large array straight into
+  the pool's memory, so that a request pays one copy, as pool.infer does.
+- Results (accelerated_results.py): tritonclient's classes, whose as_numpy
+  reads the outputs placed in shared memory.
 - Never a failure because of acceleration: a request that shared memory
-  failed for before it reached the server (or that may run again) is sent by
-  tritonclient's own call; a cause that will not go away (the server cannot
-  see our /dev/shm, refuses its shared-memory API, /dev/shm is full) is found
-  once per server, warned about once with the fix, and that server's requests
-  go over the network from then on.
+  failed for before it reached the server (or that may run again) is sent
+  with tritonclient's own call; a cause that will not go away (the server
+  cannot see our /dev/shm, refuses its shared-memory API, /dev/shm is full)
+  is found once per server, warned about once with the fix, and that
+  server's requests go over the network from then on.
 
 gRPC streaming (`start_stream`/`async_stream_infer`, the asyncio client's
 `stream_infer`) passes through untouched: a stream's responses arrive in
@@ -50,7 +51,6 @@ import functools
 import gc
 import inspect
 import os
-import sys
 import threading
 import warnings
 import weakref
@@ -59,13 +59,17 @@ from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._core import SharedMemoryException
+from .accelerated_results import Pending, http_async_request, result_of
 from .adapters import ClientAdapter, adapter_for
 from .config import DEFAULT_INLINE_THRESHOLD, PoolConfig
-from .given import Staged, given_inputs, given_outputs, stage
+from .given import Staged, StagedData, given_inputs, given_outputs, stage
 from .ledger import COUNTERS
+from .patches import Patches
 from .pool_state import PoolState
-from .request import InferRequest, Response
-from .request_flow import Blocking, Call, Locked, Steps, close_steps, infer_steps, run, run_async
+from .request import InferRequest
+from .request_flow import infer_steps, run, run_async
+from .server_pools import ServerPool, address_of, lasting
+from .split_flow import DIRECT, Split, Watch, watched
 
 __all__ = ["Acceleration", "accelerate"]
 
@@ -78,22 +82,8 @@ DEFAULT_CAPACITY = 16 * MIB
 DEFAULT_MAX_CAPACITY = 1 << 30
 PREFIX = "tritonshm_accel"
 
-# The keyword the flow's own call of a client's infer carries: the patched
-# method passes such a call to tritonclient's original.
-_DIRECT = "_tritonshm_direct"
-
 _MODULES = ("tritonclient.http", "tritonclient.grpc", "tritonclient.http.aio", "tritonclient.grpc.aio")
-
-# The server's words when shared memory cannot work with it, whatever the request:
-# another IPC namespace or host, client shared memory disabled, an API behind a token.
-_ENVIRONMENT_WORDS = (
-    "unable to open shared memory region",
-    "client shared memory is disabled",
-    "allow-client-shm",
-    "is restricted",
-    "access-token",
-    "not supported on windows",
-)
+_DATA_ATTRIBUTES = {"tritonclient.http": "_raw_data", "tritonclient.grpc": "_raw_content"}
 
 # pool.stats()'s keys, for servers that have no pool yet.
 _POOL_KEYS = (
@@ -108,6 +98,8 @@ _POOL_KEYS = (
 # The accelerator's own counters, beside the pools'.
 _OWN_KEYS = ("requests_direct", "network_fallbacks", "inputs_staged", "servers", "servers_network_only")
 
+Key = Tuple[str, bool, Optional[str]]  # protocol, asyncio or not, address
+
 
 def _default_max_capacity() -> int:
     try:
@@ -117,216 +109,47 @@ def _default_max_capacity() -> int:
     return max(DEFAULT_CAPACITY, min(DEFAULT_MAX_CAPACITY, fs.f_blocks * fs.f_frsize // 2))
 
 
-# -- servers -------------------------------------------------------------------
+def _sendable(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The flow's arguments for tritonclient's call, without the marker.
+    HTTP's infer adds its own headers (Inference-Header-Content-Length) to
+    the dict it is given: each send gets a copy of the caller's, without one
+    an earlier call left there (the request may now carry no binary data,
+    and the server would read a body of the wrong length)."""
+    sendable = dict(kwargs)
+    sendable.pop(DIRECT, None)
+    headers = sendable.get("headers")
+    if headers:
+        sendable["headers"] = {k: v for k, v in headers.items() if k.lower() != "inference-header-content-length"}
+    return sendable
 
 
-def _address(client: Any, adapter: ClientAdapter) -> Optional[str]:
-    """host:port[/path] of the client's server as tritonclient takes it; None
-    where it cannot be read or the connection is TLS (a server on another
-    host, whose shared memory could not be ours anyway)."""
-    try:
-        if adapter.protocol == "http":
-            url = str(client._url if adapter.aio else client._parsed_url)
-            return url[len("http://") :].rstrip("/") if url.startswith("http://") else None
-        channel = client._channel
-        target = channel._channel.target if adapter.aio else channel._target
-        if isinstance(target, bytes):
-            target = target.decode()
-        target = str(target)
-        return target[len("dns:///") :] if target.startswith("dns:///") else target
-    except Exception:  # noqa: BLE001 - a client this module does not know: its requests pass through
-        return None
+def _unstage(staged: List[Staged]) -> None:
+    """Staged data becomes the bytes tritonclient would hold, wherever an
+    InferInput (or a copy.copy of one) holds it, before the descriptor that
+    reads it so goes: the caller's objects stay valid after close(). One pass
+    over the objects the garbage collector tracks finds every holder."""
+    if not staged:
+        return
+    for holder in gc.get_referrers(*staged):
+        if type(holder) is dict:
+            for attribute in _DATA_ATTRIBUTES.values():
+                value = holder.get(attribute)
+                if type(value) is Staged:
+                    holder[attribute] = value.tobytes()
 
 
-class _Server:
-    """What the accelerator knows of one server: its pool (made at the first
-    large request), why requests to it go over the network if they must, and
-    the models whose outputs were large though their inputs were small."""
+class _Call:
+    """One call of a patched method, read: the server, the adapter, and,
+    for a request that goes through the server's pool, its state and request."""
 
-    def __init__(self, protocol: str, aio: bool, address: Optional[str]) -> None:
-        self.protocol = protocol
-        self.aio = aio
-        self.address = address
+    __slots__ = ("adapter", "callback", "request", "server", "state")
+
+    def __init__(self, server: Optional[ServerPool], adapter: Optional[ClientAdapter]) -> None:
+        self.server = server
+        self.adapter = adapter
         self.state: Optional[PoolState] = None
-        # Why its requests go over the network, once found; None while shared memory works.
-        self.cause: Optional[str] = None if address is not None else "its address or TLS"
-        self.large_outputs: set = set()  # type: ignore[type-arg]
-
-    def describe(self) -> str:
-        kind = f"tritonclient.{self.protocol}{'.aio' if self.aio else ''}"
-        return f"the Triton server at {self.address} ({kind})"
-
-    def close(self) -> None:
-        """Unregisters the pool's regions through a client of our own (the
-        callers' may be closed, or asyncio ones whose loop is gone) and
-        removes them. Errors stay here: this also runs at interpreter exit."""
-        state = self.state
-        if state is None:
-            return
-        housekeeping = None
-        try:
-            housekeeping = state.adapter.module.InferenceServerClient(self.address)
-        except Exception:  # noqa: BLE001 - the regions go in any case; the server keeps its mappings until it exits
-            state.ledger.close()
-            state.arena.close()
-            return
-        try:
-            state.client = housekeeping
-            run(close_steps(state), state.grow_lock)
-        except Exception:  # noqa: BLE001
-            state.arena.close()
-        finally:
-            try:
-                housekeeping.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-
-# -- driving a flow ----------------------------------------------------------
-
-
-class _Watch:
-    sent = False  # whether the flow sent its request (the model may have run)
-
-
-def _watched(steps: Steps[Any], watch: _Watch) -> Steps[Any]:
-    """The flow's steps, passed on, noting when it sends the inference."""
-    value: Any = None
-    error: Optional[BaseException] = None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(value)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(step, Call) and _DIRECT in step.kwargs:
-            watch.sent = True
-        value, error = None, None
-        try:
-            value = yield step
-        except GeneratorExit:
-            steps.close()
-            raise
-        except Exception as caught:  # noqa: BLE001 - the flow decides
-            error = caught
-
-
-def _execute(step: Any, lock: threading.Lock) -> Any:
-    """One step as request_flow.run carries it out."""
-    if isinstance(step, Call):
-        return step.fn(*step.args, **step.kwargs)
-    if isinstance(step, Locked):
-        with lock:
-            return run(step.steps, lock, held=True)
-    if isinstance(step, Blocking):
-        return step.fn(*step.args)
-    import time
-
-    time.sleep(step.seconds)
-    return None
-
-
-class _Split:
-    """Drives a flow with plain calls, except that its first inference is
-    sent with the client's asynchronous call (`send(step)`): start() runs the
-    flow up to it and returns what that call returned; advance() then gives
-    the flow the inference's outcome. Any later inference (a rerun) is a
-    plain call."""
-
-    def __init__(self, steps: Steps[Any], lock: threading.Lock, send: Callable[[Call], Any]) -> None:
-        self.steps = steps
-        self.lock = lock
-        self.send = send
-        self.sent = False
-
-    def start(self) -> Any:
-        step = self.steps.send(None)
-        while True:
-            if isinstance(step, Call) and _DIRECT in step.kwargs:
-                self.sent = True
-                try:
-                    return self.send(step)
-                except Exception as error:  # noqa: BLE001 - as the plain call's failure, into the flow
-                    step = self.steps.throw(error)
-                    continue
-            step = self._step(step)
-
-    def advance(self, value: Any, error: Optional[BaseException]) -> Tuple[bool, Any]:
-        """(True, the flow's result) if it ended; else (False, its next step), not carried out yet."""
-        try:
-            step = self.steps.throw(error) if error is not None else self.steps.send(value)
-        except StopIteration as stop:
-            return True, stop.value
-        return False, step
-
-    def finish(self, step: Any) -> Any:
-        """Carries out `step` and the rest of the flow with plain calls."""
-        while True:
-            step = self._step(step)
-
-    def _step(self, step: Any) -> Any:
-        try:
-            value = _execute(step, self.lock)
-        except Exception as error:  # noqa: BLE001 - the flow decides
-            return self.steps.throw(error)
-        except BaseException:
-            self.steps.close()
-            raise
-        return self.steps.send(value)  # StopIteration ends start()/finish() with the result
-
-    def close(self) -> None:
-        self.steps.close()
-
-
-def _ended(call: Callable[[], Any]) -> Any:
-    """call(), whose StopIteration (the flow's end) becomes its value."""
-    try:
-        call()
-    except StopIteration as stop:
-        return stop.value
-    raise AssertionError("the flow went on after its last step")
-
-
-# -- results -----------------------------------------------------------------
-
-_RESULT_CLASSES: Dict[str, type] = {}
-
-
-def _result_class(adapter: ClientAdapter) -> type:
-    """A subclass of tritonclient's InferResult whose as_numpy reads the
-    outputs placed in shared memory; the rest is tritonclient's."""
-    made = _RESULT_CLASSES.get(adapter.protocol)
-    if made is None:
-        base = adapter.module.InferResult
-
-        def as_numpy(self: Any, name: str) -> Any:
-            array = self._tritonshm_outputs.get(name)
-            if array is None:
-                return base.as_numpy(self, name)
-            # tritonclient builds a new array per call: numbers read-only over
-            # the response, BYTES as a new object array.
-            return array.copy() if array.dtype.hasobject else array.view()
-
-        as_numpy.__doc__ = base.as_numpy.__doc__
-        made = type(base.__name__, (base,), {"as_numpy": as_numpy, "__module__": __name__})
-        _RESULT_CLASSES[adapter.protocol] = made
-    return made
-
-
-def _result(adapter: ClientAdapter, response: Response) -> Any:
-    result = response.result
-    if not response.arrays:
-        return result  # nothing came back in shared memory: tritonclient's own result
-    for array in response.arrays.values():
-        if not array.dtype.hasobject:
-            array.flags.writeable = False
-    cls: Any = _result_class(adapter)
-    made = cls.__new__(cls)
-    made.__dict__.update(result.__dict__)
-    made._tritonshm_outputs = response.arrays  # views that hold the request's lease
-    return made
-
-
-# -- the accelerator -----------------------------------------------------------
+        self.request: Optional[InferRequest] = None
+        self.callback: Any = None
 
 
 class _Accelerator:
@@ -336,22 +159,20 @@ class _Accelerator:
         self.threshold = config.inline_threshold
         self.closed = False
         self.handles = 0
-        self._reset()
-        self.staged: "weakref.WeakSet[Staged]" = weakref.WeakSet()  # the live ones
-        from .patches import Patches
-
         self.patches = Patches()
+        self.staged: "weakref.WeakSet[Staged]" = weakref.WeakSet()  # the live ones
+        self.plain_infer: Dict[str, Any] = {}  # protocol -> tritonclient's own sync infer
+        self._reset()
 
     def _reset(self) -> None:
         """Fresh bookkeeping: at the start, and in a forked child (the
-        parent's pools, and its locks as they were at the fork, are the parent's)."""
+        parent's pools are the parent's, and its locks may have been held)."""
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.servers: Dict[Tuple[str, bool, Optional[str]], _Server] = {}
-        self.clients: "weakref.WeakKeyDictionary[Any, _Server]" = weakref.WeakKeyDictionary()
-        self.staging: Dict[str, _Server] = {}  # protocol -> the server whose pool stages arrays
+        self.servers: Dict[Key, ServerPool] = {}
+        self.clients: "weakref.WeakKeyDictionary[Any, ServerPool]" = weakref.WeakKeyDictionary()
+        self.staging: Dict[str, ServerPool] = {}  # protocol -> the server whose pool stages arrays (the last used)
         self.counts: "Counter[str]" = Counter()
-        self.warned: set = set()  # type: ignore[type-arg]
 
     def after_fork(self) -> None:
         self._reset()
@@ -364,59 +185,46 @@ class _Accelerator:
 
     def _patch(self, module: ModuleType) -> None:
         name = module.__name__
-        aio = name.endswith(".aio")
         client_class = module.InferenceServerClient
-        if aio:
-            self._patch_method(client_class, "infer", self._aio_infer)
+        if name.endswith(".aio"):
+            self._patch_method(client_class, "infer", self._aio_infer, 3)
             return
-        self._patch_method(client_class, "infer", self._sync_infer)
-        if name == "tritonclient.http":
-            self._patch_method(client_class, "async_infer", self._http_async_infer)
-        else:
-            self._patch_method(client_class, "async_infer", self._grpc_async_infer)
-        input_class = module.InferInput
-        self._patch_method(input_class, "set_data_from_numpy", self._set_data_from_numpy)
-        from .given import StagedData
+        self.plain_infer[name.rsplit(".", 1)[1]] = client_class.__dict__["infer"]
+        self._patch_method(client_class, "infer", self._sync_infer, 3)
+        async_infer = self._http_async_infer if name == "tritonclient.http" else self._grpc_async_infer
+        self._patch_method(client_class, "async_infer", async_infer, 3)
+        self._patch_method(module.InferInput, "set_data_from_numpy", self._set_data_from_numpy, 2)
+        self.patches.set(module.InferInput, _DATA_ATTRIBUTES[name], StagedData(_DATA_ATTRIBUTES[name]))
 
-        attribute = "_raw_data" if name == "tritonclient.http" else "_raw_content"
-        self.patches.set(input_class, attribute, StagedData(attribute))
-
-    def _patch_method(self, owner: type, name: str, make: Callable[[Any, List[str]], Any]) -> None:
+    def _patch_method(self, owner: type, name: str, make: Callable[[Any, List[str]], Any], fixed: int) -> None:
+        """Replaces owner.name with make(original, the names of its arguments
+        after the first `fixed` ones), looking like the original (functools.wraps)."""
         original = owner.__dict__[name]
-        names = list(inspect.signature(original).parameters)[3:]  # after self, model_name, inputs / input_tensor
-        if name == "set_data_from_numpy":
-            names = list(inspect.signature(original).parameters)[2:]
+        names = list(inspect.signature(original).parameters)[fixed:]
         self.patches.set(owner, name, functools.wraps(original)(make(original, names)))
 
-    # -- routing -----------------------------------------------------------
+    # -- reading a call --------------------------------------------------------
 
-    def _server(self, client: Any) -> Tuple[Optional[_Server], Optional[ClientAdapter]]:
+    def _server(self, client: Any) -> Tuple[Optional[ServerPool], Optional[ClientAdapter]]:
         try:
             server = self.clients.get(client)
-        except TypeError:  # neither hashable nor weakly referable: not a client we know
-            return None, None
-        try:
             adapter = adapter_for(client)
-        except SharedMemoryException:
+        except (TypeError, SharedMemoryException):  # not a tritonclient client this module knows
             return None, None
         if server is None:
-            address = _address(client, adapter)
+            address = address_of(client, adapter)
             key = (adapter.protocol, adapter.aio, address)
             with self.lock:
                 server = self.servers.get(key)
                 if server is None:
-                    server = self.servers[key] = _Server(adapter.protocol, adapter.aio, address)
+                    server = self.servers[key] = ServerPool(adapter.protocol, adapter.aio, address)
                 try:
                     self.clients[client] = server
                 except TypeError:
                     pass
         return server, adapter
 
-    def _count(self, key: str) -> None:
-        with self.lock:
-            self.counts[key] += 1
-
-    def _large(self, adapter: ClientAdapter, inputs: Any, model_name: Any, server: _Server) -> bool:
+    def _large(self, adapter: ClientAdapter, inputs: Any, model_name: Any, server: ServerPool) -> bool:
         """Whether the request has an input of at least the threshold, or its
         model gave large outputs before. Cheap: a request of small tensors
         goes to tritonclient's call with no more than this."""
@@ -432,37 +240,51 @@ class _Accelerator:
             return False  # not tritonclient's objects: tritonclient says what is wrong
         return False
 
-    def _route(
-        self, client: Any, model_name: Any, inputs: Any
-    ) -> Tuple[Optional[_Server], Optional[ClientAdapter], bool]:
-        """(server, adapter, whether the request goes through the server's
-        pool); server and adapter are None for what is not a tritonclient
-        client this module knows."""
+    def _read(
+        self, client: Any, model_name: Any, inputs: Any, names: List[str], args: Tuple[Any, ...], kwargs: Dict[str, Any]
+    ) -> _Call:
+        """The call: `request` is set for one that goes through its server's
+        pool; not for one of small tensors, to a server shared memory does not
+        work with, or that tritonclient would refuse (it then says why)."""
         if self.closed or os.getpid() != self.pid:
-            return None, None, False
+            return _Call(None, None)
         server, adapter = self._server(client)
+        call = _Call(server, adapter)
         if server is None or adapter is None or server.cause is not None:
-            return server, adapter, False
-        return server, adapter, self._large(adapter, inputs, model_name, server)
+            return call
+        if not self._large(adapter, inputs, model_name, server):
+            return call
+        if len(args) > len(names) or not isinstance(model_name, str):
+            return call
+        params = dict(zip(names, args))
+        for key in kwargs:
+            if key in params or key not in names:
+                return call
+        params.update(kwargs)
+        version = params.pop("model_version", "")
+        if not isinstance(version, str):
+            return call
+        understood, outputs = given_outputs(adapter, params.pop("outputs", None))
+        if not understood:
+            return call
+        state = self._state(server, client, adapter)
+        made = given_inputs(adapter, inputs, state)
+        if made is None:
+            return call
+        call.callback = params.pop("callback", None)
+        call.state = state
+        call.request = InferRequest(
+            model_name=model_name,
+            model_version=version,
+            inputs=made,
+            outputs=outputs,
+            copy=False,  # outputs are read-only views that hold the lease, as tritonclient's hold the response
+            may_rerun=not params.get("sequence_id"),
+            kwargs={**params, DIRECT: True},
+        )
+        return call
 
-    def _observe(
-        self, server: Optional[_Server], adapter: Optional[ClientAdapter], model_name: Any, result: Any
-    ) -> None:
-        """After a request that went to tritonclient's call: remembers a model
-        whose outputs were large though its inputs were small."""
-        if server is None or adapter is None:
-            return
-        self._count("requests_direct")
-        if server.cause is not None or model_name in server.large_outputs:
-            return
-        try:
-            largest = adapter.largest_inline_output(result)
-        except Exception:  # noqa: BLE001 - a result this module does not know: nothing learned
-            return
-        if largest >= self.threshold:
-            server.large_outputs.add(model_name)
-
-    def _state(self, server: _Server, client: Any, adapter: ClientAdapter) -> PoolState:
+    def _state(self, server: ServerPool, client: Any, adapter: ClientAdapter) -> PoolState:
         state = server.state
         if state is None:
             with self.lock:
@@ -472,75 +294,37 @@ class _Accelerator:
         self.staging[adapter.protocol] = server
         return state
 
-    def _request(
-        self,
-        server: _Server,
-        adapter: ClientAdapter,
-        client: Any,
-        model_name: Any,
-        inputs: Any,
-        names: List[str],
-        args: Tuple[Any, ...],
-        kwargs: Dict[str, Any],
-    ) -> Optional[Tuple[PoolState, InferRequest, Dict[str, Any]]]:
-        """The call as the request layer's request, with its other arguments
-        by name; None for a call tritonclient would refuse (it then says why)."""
-        if len(args) > len(names) or not isinstance(model_name, str):
-            return None
-        params = dict(zip(names, args))
-        for key in kwargs:
-            if key in params or key not in names:
-                return None
-        params.update(kwargs)
-        version = params.pop("model_version", "")
-        if not isinstance(version, str):
-            return None
-        understood, outputs = given_outputs(adapter, params.pop("outputs", None))
-        if not understood:
-            return None
-        state = self._state(server, client, adapter)
-        made = given_inputs(adapter, inputs, state)
-        if made is None:
-            return None
-        callback = params.pop("callback", None)
-        request = InferRequest(
-            model_name=model_name,
-            model_version=version,
-            inputs=made,
-            outputs=outputs,
-            copy=False,
-            may_rerun=not params.get("sequence_id"),
-            kwargs={**params, _DIRECT: True},
-        )
-        return state, request, {"callback": callback}
+    def _direct(self, call: _Call, model_name: Any, result: Any) -> Any:
+        """After a call that went to tritonclient's as it was: counts it, and
+        remembers a model whose outputs were large though its inputs were small."""
+        server, adapter = call.server, call.adapter
+        if server is None or adapter is None:
+            return result
+        with self.lock:
+            self.counts["requests_direct"] += 1
+        if result is None or server.cause is not None or model_name in server.large_outputs:
+            return result
+        try:
+            largest = adapter.largest_inline_output(result)
+        except Exception:  # noqa: BLE001 - a result this module does not know: nothing learned
+            return result
+        if largest >= self.threshold:
+            server.large_outputs.add(model_name)
+        return result
 
-    def _resend(self, server: _Server, error: BaseException, sent: bool, request: InferRequest) -> bool:
+    def _resend(self, call: _Call, error: BaseException, sent: bool) -> bool:
         """After the flow failed: whether to send the request with
         tritonclient's own call (nothing reached the model, or it may run
-        again), noting and warning about a cause that will not go away."""
+        again); a cause that will not go away is noted, with its warning."""
+        request, server = call.request, call.server
+        assert request is not None and server is not None
         if sent and not (isinstance(error, SharedMemoryException) and request.may_rerun):
             return False
-        if _lasting(error) and server.cause is None:
-            server.cause = str(error)
-            self._warn(server, error)
-        self._count("network_fallbacks")
+        if lasting(error):
+            server.give_up(error)
+        with self.lock:
+            self.counts["network_fallbacks"] += 1
         return True
-
-    def _warn(self, server: _Server, error: BaseException) -> None:
-        protocol = " --protocol grpc" if server.protocol == "grpc" else ""
-        remote = (
-            ""
-            if _loopback(server.address)
-            else " If the server runs on another host, shared memory cannot reach it: nothing to fix there."
-        )
-        message = (
-            f"tritonshm.triton.accelerate(): requests to {server.describe()} go over the network, not through "
-            f"shared memory: {error} (`tritonshm doctor --url {server.address}{protocol}` checks the set-up).{remote}"
-        )
-        try:
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
-        except Warning:  # warnings turned into errors: still no request fails for acceleration
-            sys.stderr.write(f"RuntimeWarning: {message}\n")
 
     # -- the patched calls ---------------------------------------------------
 
@@ -548,27 +332,20 @@ class _Accelerator:
         accelerator = self
 
         def infer(client: Any, model_name: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.pop(_DIRECT, False):
+            if kwargs.pop(DIRECT, False):
                 return original(client, model_name, inputs, *args, **_sendable(kwargs))
-            server, adapter, pooled = accelerator._route(client, model_name, inputs)
-            made = None
-            if pooled:
-                assert server is not None and adapter is not None
-                made = accelerator._request(server, adapter, client, model_name, inputs, names, args, kwargs)
-            if made is None:
-                result = original(client, model_name, inputs, *args, **kwargs)
-                accelerator._observe(server, adapter, model_name, result)
-                return result
-            assert server is not None and adapter is not None
-            state, request, _ = made
-            watch = _Watch()
+            call = accelerator._read(client, model_name, inputs, names, args, kwargs)
+            if call.request is None:
+                return accelerator._direct(call, model_name, original(client, model_name, inputs, *args, **kwargs))
+            assert call.state is not None and call.adapter is not None
+            watch = Watch()
             try:
-                response = run(_watched(infer_steps(state, request, client), watch), state.grow_lock)
+                response = run(watched(infer_steps(call.state, call.request, client), watch), call.state.grow_lock)
             except Exception as error:
-                if not accelerator._resend(server, error, watch.sent, request):
+                if not accelerator._resend(call, error, watch.sent):
                     raise
                 return original(client, model_name, inputs, *args, **kwargs)
-            return _result(adapter, response)
+            return result_of(call.adapter, response)
 
         return infer
 
@@ -576,124 +353,107 @@ class _Accelerator:
         accelerator = self
 
         async def infer(client: Any, model_name: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.pop(_DIRECT, False):
+            if kwargs.pop(DIRECT, False):
                 return await original(client, model_name, inputs, *args, **_sendable(kwargs))
-            server, adapter, pooled = accelerator._route(client, model_name, inputs)
-            made = None
-            if pooled:
-                assert server is not None and adapter is not None
-                made = accelerator._request(server, adapter, client, model_name, inputs, names, args, kwargs)
-            if made is None:
+            call = accelerator._read(client, model_name, inputs, names, args, kwargs)
+            if call.request is None:
                 result = await original(client, model_name, inputs, *args, **kwargs)
-                accelerator._observe(server, adapter, model_name, result)
-                return result
-            assert server is not None and adapter is not None
-            state, request, _ = made
-            watch = _Watch()
+                return accelerator._direct(call, model_name, result)
+            assert call.state is not None and call.adapter is not None
+            watch = Watch()
             try:
-                response = await run_async(_watched(infer_steps(state, request, client), watch), state.grow_lock)
+                steps = watched(infer_steps(call.state, call.request, client), watch)
+                response = await run_async(steps, call.state.grow_lock)
             except Exception as error:
-                if not accelerator._resend(server, error, watch.sent, request):
+                if not accelerator._resend(call, error, watch.sent):
                     raise
                 return await original(client, model_name, inputs, *args, **kwargs)
-            return _result(adapter, response)
+            return result_of(call.adapter, response)
 
         return infer
+
+    def _plain(self, call: _Call, client: Any, model_name: Any, inputs: Any) -> Callable[[], Any]:
+        """The request sent again with tritonclient's own (sync) infer, as the
+        caller asked it."""
+        request, protocol = call.request, call.adapter.protocol if call.adapter else ""
+        assert request is not None
+        infer = self.plain_infer[protocol]
+        outputs = [out.given for out in request.outputs] if request.outputs is not None else None
+        kwargs = _sendable(request.kwargs)
+        return lambda: infer(client, model_name, inputs, model_version=request.model_version, outputs=outputs, **kwargs)
 
     def _http_async_infer(self, original: Any, names: List[str]) -> Any:
         """HTTP's async_infer returns an InferAsyncRequest whose get_result()
         waits for the response. Accelerated: the flow runs up to the request in
         the caller (leasing, writing), sends it with async_infer, and goes on
-        when get_result() is called; the handle is tritonclient's class."""
+        when get_result() is called."""
         accelerator = self
 
         def async_infer(client: Any, model_name: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.pop(_DIRECT, False):
+            if kwargs.pop(DIRECT, False):
                 return original(client, model_name, inputs, *args, **_sendable(kwargs))
-            server, adapter, pooled = accelerator._route(client, model_name, inputs)
-            made = None
-            if pooled:
-                assert server is not None and adapter is not None
-                made = accelerator._request(server, adapter, client, model_name, inputs, names, args, kwargs)
-            if made is None:
-                if server is not None:
-                    accelerator._count("requests_direct")
+            call = accelerator._read(client, model_name, inputs, names, args, kwargs)
+            if call.request is None:
+                accelerator._direct(call, model_name, None)  # counted; the result comes later
                 return original(client, model_name, inputs, *args, **kwargs)
-            assert server is not None and adapter is not None
-            state, request, _ = made
-            split = _Split(
-                infer_steps(state, request, client),
-                state.grow_lock,
+            assert call.state is not None and call.adapter is not None
+            split = Split(
+                infer_steps(call.state, call.request, client),
+                call.state.grow_lock,
                 lambda step: original(client, *step.args, **_sendable(step.kwargs)),
             )
-
-            def plain() -> Any:
-                sync_infer = type(client).infer  # the patched infer, as the flow's own call reaches the original
-                return sync_infer(client, model_name, inputs, *args, **{**kwargs, _DIRECT: True})
-
             try:
                 sent = split.start()
             except Exception as error:
-                if not accelerator._resend(server, error, split.sent, request):
+                if not accelerator._resend(call, error, split.sent):
                     raise
                 return original(client, model_name, inputs, *args, **kwargs)
-            return _http_async_request(adapter, sent, _Pending(accelerator, server, adapter, split, request, plain))
+            pending = Pending(
+                call.adapter,
+                split,
+                lambda error: accelerator._resend(call, error, True),
+                accelerator._plain(call, client, model_name, inputs),
+            )
+            return http_async_request(call.adapter, sent, pending)
 
         return async_infer
 
     def _grpc_async_infer(self, original: Any, names: List[str]) -> Any:
         """gRPC's async_infer calls `callback(result=..., error=...)` when the
         response comes. Accelerated: the flow runs up to the request in the
-        caller, sends it with async_infer, and goes on in gRPC's callback; if
-        the flow has more to do there (healing, a rerun), on a thread of its
-        own. Returns tritonclient's CallContext (cancel() cancels the request)."""
+        caller, sends it with async_infer, and ends in gRPC's callback thread
+        (Pending.completed). Returns tritonclient's CallContext (its cancel()
+        cancels the request, which the flow then gives up on)."""
         accelerator = self
 
         def async_infer(client: Any, model_name: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.pop(_DIRECT, False):
+            if kwargs.pop(DIRECT, False):
                 return original(client, model_name, inputs, *args, **_sendable(kwargs))
-            server, adapter, pooled = accelerator._route(client, model_name, inputs)
-            made = None
-            if pooled:
-                assert server is not None and adapter is not None
-                made = accelerator._request(server, adapter, client, model_name, inputs, names, args, kwargs)
-            if made is None:
-                if server is not None:
-                    accelerator._count("requests_direct")
+            call = accelerator._read(client, model_name, inputs, names, args, kwargs)
+            if call.request is None:
+                accelerator._direct(call, model_name, None)  # counted; the result comes later
                 return original(client, model_name, inputs, *args, **kwargs)
-            assert server is not None and adapter is not None
-            state, request, extra = made
-            callback = extra["callback"]
-
-            def plain() -> Any:
-                sync_infer = type(client).infer
-                params = dict(request.kwargs)
-                params.pop(_DIRECT, None)
-                outputs = [out.given for out in request.outputs] if request.outputs is not None else None
-                return sync_infer(
-                    client,
-                    model_name,
-                    inputs,
-                    model_version=request.model_version,
-                    outputs=outputs,
-                    **{**params, _DIRECT: True},
-                )
-
-            pending = _Pending(accelerator, server, adapter, None, request, plain)
+            assert call.state is not None and call.adapter is not None
+            callback = call.callback
+            pending = Pending(
+                call.adapter,
+                None,
+                lambda error: accelerator._resend(call, error, True),
+                accelerator._plain(call, client, model_name, inputs),
+            )
 
             def done(result: Any = None, error: Any = None) -> None:
                 pending.completed(result, error, callback)
 
-            split = _Split(
-                infer_steps(state, request, client),
-                state.grow_lock,
+            split = pending.split = Split(
+                infer_steps(call.state, call.request, client),
+                call.state.grow_lock,
                 lambda step: original(client, *step.args, callback=done, **_sendable(step.kwargs)),
             )
-            pending.split = split
             try:
                 return split.start()
             except Exception as error:
-                if not accelerator._resend(server, error, split.sent, request):
+                if not accelerator._resend(call, error, split.sent):
                     raise
                 return original(client, model_name, inputs, *args, **kwargs)
 
@@ -710,12 +470,13 @@ class _Accelerator:
         return set_data_from_numpy
 
     def _stage(self, item: Any, tensor: Any, names: List[str], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
+        """Whether `tensor` was staged for `item` in the pool of the server of
+        its protocol that was used last (there is no server to ask here)."""
         if getattr(tensor, "nbytes", 0) < max(self.threshold, 1) or self.closed or os.getpid() != self.pid:
             return False
         if len(args) > len(names) or any(key not in names for key in kwargs):
             return False
-        options = {**dict(zip(names, args)), **kwargs}
-        if options.get("binary_data", True) is not True:
+        if {**dict(zip(names, args)), **kwargs}.get("binary_data", True) is not True:
             return False  # JSON: tritonclient's
         protocol = "http" if type(item).__module__.startswith("tritonclient.http") else "grpc"
         server = self.staging.get(protocol)
@@ -747,10 +508,9 @@ class _Accelerator:
         totals["inline_threshold"] = self.threshold
         for key in _OWN_KEYS:
             totals[key] = counts.get(key, 0)
-        totals["servers"] = sum(server.address is not None for server in servers)
-        totals["servers_network_only"] = sum(
-            server.address is not None and server.cause is not None for server in servers
-        )
+        known = [server for server in servers if server.address is not None]
+        totals["servers"] = len(known)
+        totals["servers_network_only"] = sum(server.cause is not None for server in known)
         return totals
 
     def close(self) -> None:
@@ -767,170 +527,11 @@ class _Accelerator:
                 server.close()
 
 
-def _unstage(staged: List[Staged]) -> None:
-    """Staged data becomes the bytes tritonclient would hold, wherever an
-    InferInput (or a copy.copy of one) holds it, before the descriptor that
-    reads it so goes: the caller's objects stay valid after close(). One pass
-    over the objects the garbage collector tracks finds every holder."""
-    if not staged:
-        return
-    for holder in gc.get_referrers(*staged):
-        if type(holder) is dict:
-            for attribute in ("_raw_data", "_raw_content"):
-                value = holder.get(attribute)
-                if type(value) is Staged:
-                    holder[attribute] = value.tobytes()
-
-
-def _loopback(address: Optional[str]) -> bool:
-    """Whether host:port[/path] names this host by a loopback address or name."""
-    host = (address or "").split("/", 1)[0]
-    host = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _sendable(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    """The flow's arguments for tritonclient's call, without the marker.
-    HTTP's infer adds its own headers (Inference-Header-Content-Length) to
-    the dict it is given: each send gets a copy of the caller's, without one
-    an earlier call left there (the request may now carry no binary data)."""
-    sendable = dict(kwargs)
-    sendable.pop(_DIRECT, None)
-    headers = sendable.get("headers")
-    if headers:
-        sendable["headers"] = {k: v for k, v in headers.items() if k.lower() != "inference-header-content-length"}
-    return sendable
-
-
-def _lasting(error: BaseException) -> bool:
-    """Whether shared memory failed for a reason every request would meet:
-    the server cannot open our regions (another IPC namespace or host),
-    refuses client shared memory or its API, or regions cannot be made here
-    (/dev/shm full or missing)."""
-    if isinstance(error, SharedMemoryException) and getattr(error, "errno", None):
-        return True
-    text = str(error).lower()
-    return any(words in text for words in _ENVIRONMENT_WORDS) or "[403]" in text
-
-
-class _Pending:
-    """An accelerated asynchronous request, from its send to its outcome."""
-
-    def __init__(
-        self,
-        accelerator: _Accelerator,
-        server: _Server,
-        adapter: ClientAdapter,
-        split: Optional[_Split],
-        request: InferRequest,
-        plain: Callable[[], Any],
-    ) -> None:
-        self.accelerator = accelerator
-        self.server = server
-        self.adapter = adapter
-        self.split = split
-        self.request = request
-        self.plain = plain
-        self.lock = threading.Lock()
-        self.outcome: Optional[Tuple[bool, Any]] = None  # (ok, result or error)
-
-    def _ending(self, advanced: Callable[[], Tuple[bool, Any]]) -> Any:
-        """The result once the flow ends; a failure shared memory caused is
-        sent again with the plain call."""
-        assert self.split is not None
-        try:
-            ended, value = advanced()
-            response = value if ended else _ended(lambda: self.split.finish(value))  # type: ignore[union-attr]
-        except Exception as error:
-            if not self.accelerator._resend(self.server, error, True, self.request):
-                raise
-            return self.plain()
-        return _result(self.adapter, response)
-
-    def result(self, inner: Any, block: bool, timeout: Any) -> Any:
-        """HTTP: get_result(block, timeout)."""
-        with self.lock:
-            if self.outcome is None:
-                assert self.split is not None
-                split = self.split
-                try:
-                    value = inner.get_result(block=block, timeout=timeout)
-                except Exception as error:
-                    if not inner._greenlet.ready():
-                        raise  # not answered yet: asked again later, as tritonclient's
-                    advanced = functools.partial(split.advance, None, error)
-                else:
-                    advanced = functools.partial(split.advance, value, None)
-                try:
-                    self.outcome = (True, self._ending(advanced))
-                except Exception as error:  # noqa: BLE001 - kept, and raised each time it is asked for
-                    self.outcome = (False, error)
-            ok, value = self.outcome
-        if not ok:
-            raise value
-        return value
-
-    def abandon(self) -> None:
-        """The handle went without get_result(): the flow ends there, giving
-        up on the request if it may still be at the server."""
-        with self.lock:
-            if self.outcome is None and self.split is not None:
-                self.split.close()
-
-    def completed(self, result: Any, error: Any, callback: Callable[..., Any]) -> None:
-        """gRPC: tritonclient's callback with the response or the error."""
-        split = self.split
-        assert split is not None
-        failure: Optional[Exception] = None
-        try:
-            ended, value = split.advance(result, error)
-        except Exception as caught:  # noqa: BLE001 - decided in rest(): sent again, or to the callback
-            ended, value, failure = False, None, caught
-        if ended:
-            callback(result=_result(self.adapter, value), error=None)
-            return
-
-        def advanced() -> Tuple[bool, Any]:
-            if failure is not None:
-                raise failure
-            return False, value
-
-        def rest() -> None:
-            try:
-                outcome = self._ending(advanced)
-            except Exception as caught:  # noqa: BLE001 - to the caller's callback, as tritonclient does
-                callback(result=None, error=caught)
-                return
-            callback(result=outcome, error=None)
-
-        # Healing, a rerun or a plain send wait for the server: not in gRPC's callback thread.
-        threading.Thread(target=rest, name="tritonshm-accelerate", daemon=True).start()
-
-
-def _http_async_request(adapter: ClientAdapter, inner: Any, pending: _Pending) -> Any:
-    base = adapter.module.InferAsyncRequest
-    cls: Any = _RESULT_CLASSES.get("http.async")
-    if cls is None:
-
-        def get_result(self: Any, block: bool = True, timeout: Any = None) -> Any:
-            return self._tritonshm_pending.result(self._tritonshm_inner, block, timeout)
-
-        get_result.__doc__ = base.get_result.__doc__
-        cls = type(base.__name__, (base,), {"get_result": get_result, "__module__": __name__})
-        _RESULT_CLASSES["http.async"] = cls
-    made = cls.__new__(cls)
-    made.__dict__.update(inner.__dict__)
-    made._tritonshm_inner = inner
-    made._tritonshm_pending = pending
-    weakref.finalize(made, pending.abandon)
-    return made
-
-
 # -- the public face -------------------------------------------------------------
 
 _active: Optional[_Accelerator] = None
 _active_lock = threading.Lock()
-_exit_hook = False
+_hooks_installed = False
 
 
 class Acceleration:
@@ -1010,7 +611,7 @@ def accelerate(
     acceleration (its options must be the same, else a warning says they are
     ignored); the acceleration ends when every handle is closed.
     """
-    global _active, _exit_hook
+    global _active, _hooks_installed
     options = dict(
         capacity=capacity,
         max_capacity=max_capacity,
@@ -1050,10 +651,10 @@ def accelerate(
         accelerator.handles = 1
         accelerator.start()
         _active = accelerator
-        if not _exit_hook:
+        if not _hooks_installed:
             atexit.register(_close_at_exit)
             os.register_at_fork(after_in_child=_after_fork)
-            _exit_hook = True
+            _hooks_installed = True
     return Acceleration(accelerator)
 
 
