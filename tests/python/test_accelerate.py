@@ -30,6 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # tritonclient's own functions, as the plain way to compare with (no test is accelerated at collection).
 PLAIN_INFER = {p: m.InferenceServerClient.infer for p, m in PROTOCOLS.items()}
 PLAIN_SET = {p: m.InferInput.set_data_from_numpy for p, m in PROTOCOLS.items()}
+PLAIN_ASYNC_INFER = {p: m.InferenceServerClient.async_infer for p, m in PROTOCOLS.items()}
 LARGE = 1 << 16  # FP32 elements: 256 KiB, above the default inline threshold (64 KiB)
 SMALL = 1 << 8  # 1 KiB
 
@@ -654,3 +655,113 @@ def test_the_example_clients_pass_unmodified_under_the_runner_with_tensors_in_sh
         stats = stats_line(stderr)
         assert stats["inputs_in_shm"] > 0 and stats["outputs_in_shm"] > 0, (name, protocol, stats)
         assert stats["network_fallbacks"] == 0 and stats["servers_network_only"] == 0, (name, protocol, stats)
+
+
+# -- errors and limits --------------------------------------------------------------
+
+
+def test_a_request_the_server_refuses_raises_what_tritonclient_raises(client):
+    """A wrong datatype, an unknown model: the same exception and the same
+    words as without acceleration, and nothing stays leased."""
+    module, protocol = PROTOCOLS[client.protocol], client.protocol
+    x = np.arange(LARGE, dtype=np.int32).reshape(1, -1)
+
+    def refused(infer, model):
+        item = module.InferInput("INPUT0", list(x.shape), "INT32")
+        PLAIN_SET[protocol](item, x)
+        with pytest.raises(Exception) as info:
+            infer(client, model, [item], outputs=[module.InferRequestedOutput("OUTPUT0")])
+        return info.value
+
+    expected = [refused(PLAIN_INFER[protocol], model) for model in ("scale", "no_such_model")]
+    with accelerate() as handle:
+        got = [refused(type(client).infer, model) for model in ("scale", "no_such_model")]
+        assert handle.stats()["leased_bytes"] == 0 and handle.stats()["network_fallbacks"] == 0
+    for plain, accelerated in zip(expected, got):
+        assert type(accelerated) is type(plain) and str(accelerated) == str(plain)
+
+
+def test_a_stale_header_length_left_in_the_callers_headers_does_not_break_the_request(triton):
+    """tritonclient's HTTP infer writes Inference-Header-Content-Length into
+    the headers dict it is given. A plain call leaves it there; the next
+    request, all in shared memory, carries no binary data: the stale length
+    must not go with it (the server would cut its JSON short)."""
+    headers = {}
+    x = random(LARGE)
+    with http.InferenceServerClient(triton["http"]) as client, accelerate(inline_threshold=0) as handle:
+        small = np.ones((1, 4), np.float32)
+        item = http.InferInput("INPUT0", list(small.shape), "FP32")
+        PLAIN_SET["http"](item, small)
+        PLAIN_INFER["http"](client, "scale", [item], headers=headers)
+        assert "Inference-Header-Content-Length" in headers, "tritonclient's own call left it"
+        stale = dict(headers)
+        for _ in range(2):
+            inputs, outputs = scale_request(http, x)
+            check_scale(client.infer("scale", inputs, outputs=outputs, headers=headers), x)
+        assert headers == stale, "the caller's dict is left as it was"
+        assert handle.stats()["inputs_in_shm"] == 2 and handle.stats()["outputs_in_shm"] == 1
+
+
+def test_an_output_that_outgrows_its_learned_size_runs_again_and_is_right(triton):
+    """detect returns the elements above 0.5: its output's size follows the
+    content. A slot learned from a smaller answer is too small: the request
+    runs once more, as the pool does, and the result is right."""
+    with accelerate() as handle, grpc.InferenceServerClient(triton["grpc"]) as client:
+        for fraction in (0.25, 0.25, 0.9):
+            x = np.random.default_rng(7).random(LARGE, dtype=np.float32)
+            x[: int(fraction * LARGE)] += 1  # these are above the threshold
+            item = grpc.InferInput("INPUT0", list(x.shape), "FP32")
+            item.set_data_from_numpy(x)
+            y = client.infer("detect", [item], outputs=[grpc.InferRequestedOutput("OUTPUT0")]).as_numpy("OUTPUT0")
+            np.testing.assert_array_equal(y, x[x > 0.5])
+        stats = handle.stats()
+    # The first answer came inline (its size unknown), the second in shared memory, the third's rerun inline.
+    assert stats["retries_output_size"] == 1 and stats["outputs_in_shm"] == 1 and stats["outputs_inline"] == 2
+    assert stats["network_fallbacks"] == 0
+
+
+def test_past_max_capacity_requests_go_inline_and_are_right(client):
+    module = PROTOCOLS[client.protocol]
+    x = random(4 * LARGE)  # 1 MiB: in and out do not fit a 1 MiB pool
+    with accelerate(capacity=1 << 20, max_capacity=1 << 20) as handle:
+        for _ in range(2):
+            inputs, outputs = scale_request(module, x)
+            check_scale(client.infer("scale", inputs, outputs=outputs), x)
+        stats = handle.stats()
+    assert stats["inline_fallbacks"] >= 1 and stats["network_fallbacks"] == 0 and stats["servers_network_only"] == 0
+
+
+def test_http_async_requests_kept_or_dropped_give_their_memory_back(triton):
+    import gc
+
+    x = random(LARGE)
+    with accelerate() as handle, http.InferenceServerClient(triton["http"], concurrency=4) as client:
+        inputs, outputs = scale_request(http, x)
+        first = client.async_infer("scale", inputs, outputs=outputs)
+        result = first.get_result()
+        assert first.get_result() is result, "asked again, the same result"
+        check_scale(result, x)
+        del result, first
+        for _ in range(3):  # sent, and never asked for
+            client.async_infer("scale", *scale_request(http, x)[:1])
+        client._pool.join()  # tritonclient's greenlets: the responses have come
+        gc.collect()
+        stats = handle.stats()
+        assert stats["leased_bytes"] == 0 and stats["abandoned"] == 0, stats
+
+
+def test_grpc_async_errors_reach_the_callback_as_tritonclients_do(triton):
+    x = np.arange(LARGE, dtype=np.int32).reshape(1, -1)  # scale wants FP32: the server refuses it
+    got = {}
+    with accelerate() as handle, grpc.InferenceServerClient(triton["grpc"]) as client:
+        for name, async_infer in (("plain", PLAIN_ASYNC_INFER["grpc"]), ("accelerated", type(client).async_infer)):
+            answers = queue.Queue()
+            item = grpc.InferInput("INPUT0", list(x.shape), "INT32")
+            PLAIN_SET["grpc"](item, x)
+            async_infer(client, "scale", [item], lambda result, error, answers=answers: answers.put((result, error)))
+            got[name] = answers.get(timeout=60)
+        stats = handle.stats()
+        assert stats["regions"] == 1 and stats["leased_bytes"] == 0, "it went through the pool, and gave back its lease"
+    (plain_result, plain_error), (result, error) = got["plain"], got["accelerated"]
+    assert result is None and plain_result is None and type(error) is type(plain_error)
+    assert str(error) == str(plain_error) and "INT32" in str(error)
