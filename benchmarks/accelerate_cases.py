@@ -41,7 +41,9 @@ def _server_stats(client: Any) -> Tuple[int, int]:
     return int(stats["count"]), int(stats["ns"])
 
 
-def bench_accelerate(urls: Mapping[str, str], sizes: List[int], repeat: int, new_shapes: bool = True) -> List[Dict[str, Any]]:
+def bench_accelerate(
+    urls: Mapping[str, str], sizes: List[int], repeat: int, new_shapes: bool = True
+) -> List[Dict[str, Any]]:
     import tritonclient.grpc as grpc
     import tritonclient.http as http
 
@@ -66,7 +68,17 @@ def bench_accelerate(urls: Mapping[str, str], sizes: List[int], repeat: int, new
             for size in NEW_SHAPE_SIZES if new_shapes else ():
                 if size <= max(sizes):
                     rows += _bench_one(
-                        protocol, module, size, repeat, clients, stats_client, pools, handle, plain_set, plain_infer, True
+                        protocol,
+                        module,
+                        size,
+                        repeat,
+                        clients,
+                        stats_client,
+                        pools,
+                        handle,
+                        plain_set,
+                        plain_infer,
+                        True,
                     )
     finally:
         for pool in pools.values():
