@@ -85,3 +85,19 @@ def test_lasting_causes_are_the_environments_not_the_requests():
     for words in ("[400] inference input 'INPUT0' data-type is 'INT32'", "Unable to find shared memory region: 'x'"):
         assert not lasting(Exception(words)), words
     assert not lasting(SharedMemoryException("unable to lease shared memory: the pool is closed"))
+
+
+def test_a_tritonclient_module_it_does_not_know_is_left_as_it_is_with_a_warning():
+    import types
+    import warnings
+
+    from tritonshm.triton.accelerate import _Accelerator
+    from tritonshm.triton.config import PoolConfig
+
+    accelerator = _Accelerator(PoolConfig.make(1 << 20), {})
+    unknown = types.ModuleType("tritonclient.http")  # no InferenceServerClient: another tritonclient
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        accelerator._patch(unknown)  # an import hook must never fail the import
+    assert len(caught) == 1 and "tritonclient.http is not accelerated" in str(caught[0].message)
+    accelerator.close()

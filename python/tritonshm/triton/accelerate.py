@@ -68,7 +68,7 @@ from .patches import Patches
 from .pool_state import PoolState
 from .request import InferRequest
 from .request_flow import infer_steps, run, run_async
-from .server_pools import ServerPool, address_of, lasting
+from .server_pools import ServerPool, address_of, lasting, warn
 from .split_flow import DIRECT, Split, Watch, watched
 
 __all__ = ["Acceleration", "accelerate"]
@@ -184,6 +184,19 @@ class _Accelerator:
         self.patches.when_imported(_MODULES, self._patch)
 
     def _patch(self, module: ModuleType) -> None:
+        """Patches one of tritonclient's modules; one this module does not
+        know (another tritonclient version) stays as it is, with a warning:
+        its import never fails because of acceleration."""
+        try:
+            self._patch_module(module)
+        except Exception as error:  # noqa: BLE001
+            warn(
+                f"tritonshm.triton.accelerate(): {module.__name__} is not accelerated, its classes are not "
+                f"tritonclient's as this module knows them ({type(error).__name__}: {error})",
+                stacklevel=2,
+            )
+
+    def _patch_module(self, module: ModuleType) -> None:
         name = module.__name__
         client_class = module.InferenceServerClient
         if name.endswith(".aio"):
@@ -254,23 +267,41 @@ class _Accelerator:
             return call
         if not self._large(adapter, inputs, model_name, server):
             return call
+        try:
+            self._request(call, client, model_name, inputs, names, args, kwargs)
+        except Exception:  # noqa: BLE001 - objects this module cannot read: tritonclient's call, as it was
+            call.request = None
+        return call
+
+    def _request(
+        self,
+        call: _Call,
+        client: Any,
+        model_name: Any,
+        inputs: Any,
+        names: List[str],
+        args: Tuple[Any, ...],
+        kwargs: Dict[str, Any],
+    ) -> None:
+        server, adapter = call.server, call.adapter
+        assert server is not None and adapter is not None
         if len(args) > len(names) or not isinstance(model_name, str):
-            return call
+            return
         params = dict(zip(names, args))
         for key in kwargs:
             if key in params or key not in names:
-                return call
+                return
         params.update(kwargs)
         version = params.pop("model_version", "")
         if not isinstance(version, str):
-            return call
+            return
         understood, outputs = given_outputs(adapter, params.pop("outputs", None))
         if not understood:
-            return call
+            return
         state = self._state(server, client, adapter)
         made = given_inputs(adapter, inputs, state)
         if made is None:
-            return call
+            return
         call.callback = params.pop("callback", None)
         call.state = state
         call.request = InferRequest(
@@ -282,7 +313,6 @@ class _Accelerator:
             may_rerun=not params.get("sequence_id"),
             kwargs={**params, DIRECT: True},
         )
-        return call
 
     def _state(self, server: ServerPool, client: Any, adapter: ClientAdapter) -> PoolState:
         state = server.state
@@ -483,7 +513,10 @@ class _Accelerator:
         state = server.state if server is not None and server.cause is None else None
         if state is None or state.closed:
             return False
-        staged = stage(state.adapter, item, tensor, state)
+        try:
+            staged = stage(state.adapter, item, tensor, state)
+        except Exception:  # noqa: BLE001 - an object this module cannot read: tritonclient's own copy
+            return False
         if staged is None:
             return False
         with self.lock:

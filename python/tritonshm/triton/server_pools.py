@@ -15,7 +15,7 @@ from .adapters import ClientAdapter
 from .pool_state import PoolState
 from .request_flow import close_steps, run
 
-__all__ = ["ServerPool", "address_of", "lasting"]
+__all__ = ["ServerPool", "address_of", "lasting", "loopback", "warn"]
 
 # The server's words when shared memory cannot work with it, whatever the
 # request: another IPC namespace or host, client shared memory disabled, an
@@ -29,6 +29,15 @@ _LASTING_WORDS = (
     "[403]",
     "not supported on windows",
 )
+
+
+def warn(message: str, stacklevel: int) -> None:
+    """A RuntimeWarning; printed instead where warnings are turned into
+    errors (-W error): nothing fails because of acceleration."""
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+    except Warning:
+        sys.stderr.write(f"RuntimeWarning: {message}\n")
 
 
 def address_of(client: Any, adapter: ClientAdapter) -> Optional[str]:
@@ -104,10 +113,7 @@ class ServerPool:
             f"tritonshm.triton.accelerate(): requests to {self.describe()} go over the network, not through "
             f"shared memory: {error} (`tritonshm doctor --url {self.address}{protocol}` checks the set-up).{remote}"
         )
-        try:
-            warnings.warn(message, RuntimeWarning, stacklevel=5)
-        except Warning:  # warnings turned into errors: still no request fails because of acceleration
-            sys.stderr.write(f"RuntimeWarning: {message}\n")
+        warn(message, stacklevel=6)
 
     def close(self) -> None:
         """Unregisters the pool's regions through a client of our own (the
