@@ -767,3 +767,36 @@ def test_grpc_async_errors_reach_the_callback_as_tritonclients_do(triton):
     (plain_result, plain_error), (result, error) = got["plain"], got["accelerated"]
     assert result is None and plain_result is None and type(error) is type(plain_error)
     assert str(error) == str(plain_error) and "INT32" in str(error)
+
+
+def test_a_program_that_never_closes_is_cleaned_up_at_exit(triton):
+    """accelerate() with no close(): at interpreter exit its regions are
+    unregistered (through clients of its own: the program's asyncio client
+    died with its event loop) and removed."""
+    script = f"""
+import asyncio, os
+import numpy as np
+import tritonclient.grpc.aio as grpc_aio
+import tritonclient.http as http
+import tritonshm.triton
+tritonshm.triton.accelerate()
+x = np.ones((1, {LARGE}), np.float32)
+item = http.InferInput("INPUT0", list(x.shape), "FP32")
+item.set_data_from_numpy(x)
+assert (http.InferenceServerClient("{triton["http"]}").infer("scale", [item]).as_numpy("OUTPUT0") == 2).all()
+async def main():
+    client = grpc_aio.InferenceServerClient("{triton["grpc"]}")
+    item = grpc_aio.InferInput("INPUT0", list(x.shape), "FP32")
+    item.set_data_from_numpy(x)
+    assert ((await client.infer("scale", [item])).as_numpy("OUTPUT0") == 2).all()
+    await client.close()
+asyncio.run(main())
+print(os.getpid())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pid = result.stdout.split()[-1]
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"{PREFIX}_{pid}_")]
+    for protocol, module in PROTOCOLS.items():
+        with module.InferenceServerClient(triton[protocol]) as client:
+            assert not [name for name in registered_by_us(client) if f"_{pid}_" in name]
