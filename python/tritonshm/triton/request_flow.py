@@ -328,6 +328,8 @@ def _heal_steps(state: PoolState, seen: int, client: Any) -> Steps[None]:
         try:
             registered = yield from _register_steps(state, client, name, key, byte_size)
         except Exception as error:
+            if state.closed:  # close() unlinked the region under the registration
+                raise _closed() from error
             if "already in manager" in str(error):
                 continue  # the server still had this one
             refusal = server_refusal(
@@ -346,11 +348,11 @@ def _heal_steps(state: PoolState, seen: int, client: Any) -> Steps[None]:
     state.ledger.healed()
 
 
-def _sweep_steps(state: PoolState, client: Any, interval: float = SWEEP_INTERVAL) -> Steps[None]:
+def _sweep_steps(state: PoolState, client: Any, interval: Optional[float] = None) -> Steps[None]:
     """Unregisters retired names (refused while the request given up on still
     runs at the server: tried again later) and removes retired regions whose
-    last lease is gone."""
-    to_unregister, to_remove = state.ledger.sweep_due(interval)
+    last lease is gone; at most once per `interval` (SWEEP_INTERVAL) seconds."""
+    to_unregister, to_remove = state.ledger.sweep_due(SWEEP_INTERVAL if interval is None else interval)
     for name in to_unregister:
         if (yield from _unregister_quietly(state, client, name)):
             state.ledger.retired_unregistered(name)
