@@ -319,7 +319,7 @@ def test_an_empty_tensor_with_no_threshold_travels_inline(server, pools):
 
 
 def test_close_leaves_a_name_in_use_to_the_request_using_it(server, pools, monkeypatch):
-    monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01, 0.0))
+    monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01,))
     at_server, release = threading.Event(), threading.Event()
 
     def slow_double(inputs):
@@ -345,8 +345,26 @@ def test_close_leaves_a_name_in_use_to_the_request_using_it(server, pools, monke
     assert server.registrations == {}, "the request unregistered it as it ended"
 
 
+def test_close_waits_for_a_request_given_up_on_to_end_at_the_server(server, pools, monkeypatch):
+    monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01,))
+    monkeypatch.setattr(request_flow, "ABANDONED_WAITS", (0.05,) * 40)
+    state = pools(server)
+    infer(state, "double", {"IN": big()})
+    server.script.append("give_up")
+    with pytest.raises(TimeoutError):
+        infer(state, "double", {"IN": big()})
+    finishing = threading.Timer(0.2, server.abandoned.pop())  # the server ends it 0.2 s later
+    finishing.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(close_steps(state), state.grow_lock)
+    finishing.join()
+    assert server.registrations == {}
+
+
 def test_close_names_in_a_warning_what_a_request_given_up_on_still_holds(server, pools, monkeypatch):
-    monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01, 0.0))
+    monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01,))
+    monkeypatch.setattr(request_flow, "ABANDONED_WAITS", (0.01,))
     state = pools(server)
     infer(state, "double", {"IN": big()})
     server.script.append("give_up")
