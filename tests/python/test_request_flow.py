@@ -345,6 +345,38 @@ def test_close_leaves_a_name_in_use_to_the_request_using_it(server, pools, monke
     assert server.registrations == {}, "the request unregistered it as it ended"
 
 
+def test_a_request_close_left_a_name_to_that_is_then_given_up_on_says_so(server, pools, monkeypatch):
+    monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01,))
+    at_server, release = threading.Event(), threading.Event()
+
+    def slow_double(inputs):
+        at_server.set()
+        assert release.wait(10)
+        return double(inputs)
+
+    server.models["slow"] = Model(slow_double, (("OUT", "FP32", (-1,)),))
+    state = pools(server)
+    server.script.append("give_up")  # the client gives up once the model has run
+    caught = []
+
+    def request():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with pytest.raises(TimeoutError):
+                infer(state, "slow", {"IN": big()}, output_sizes={"OUT": 1 << 17})
+        caught.extend(str(w.message) for w in seen)
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    assert at_server.wait(10)
+    run(close_steps(state), state.grow_lock)  # leaves the name to the request
+    name = next(iter(server.registrations))
+    release.set()
+    worker.join()
+    assert len(caught) == 1 and f"left '{name}' to a request that was then given up on" in caught[0], caught
+    server.abandoned.pop()()
+
+
 def test_close_waits_for_a_request_given_up_on_to_end_at_the_server(server, pools, monkeypatch):
     monkeypatch.setattr(request_flow, "CLOSE_WAITS", (0.01,))
     monkeypatch.setattr(request_flow, "ABANDONED_WAITS", (0.05,) * 40)

@@ -592,7 +592,14 @@ def _send(
 
 
 def _give_up(state: PoolState, lease: Any) -> None:
-    state.ledger.answered(lease.name)  # no longer waited for; the server may still run it
+    if state.ledger.answered(lease.name):  # no longer waited for; the server may still run it
+        warnings.warn(
+            f"SharedMemoryPool.close() left '{lease.name}' to a request that was then given up on while the server "
+            "ran it: the name stays registered until that request ends there. Unregister it then "
+            "(`tritonshm status --url ...` shows it).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     with contextlib.suppress(SharedMemoryException):  # closed meanwhile: the region is going anyway
         state.arena.retire_region(lease.name)
     state.ledger.retire(lease.name)
