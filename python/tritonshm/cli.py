@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pwd
 import re
 import stat
@@ -22,6 +23,10 @@ from ._core import SharedMemoryException
 from ._units import human_size
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_PROBLEMS = 1, 2, 3, 4
+# Sizes, offsets and seconds are read as a file offset (off_t) holds them.
+LARGEST = (1 << 63) - 1
+# numpy 1 allows 32 dimensions (numpy 2: 64).
+MAX_DIMS = 32
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -61,11 +66,54 @@ def _parse_header(text: str) -> Tuple[str, str]:
 
 
 def _parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b?)\s*", text, re.IGNORECASE)
+    match = re.fullmatch(r"\s*([0-9]+)\s*([kmgt]?)(i?b?)\s*", text, re.IGNORECASE)
     if not match:
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 4096, 64K, 16MiB, 1G)")
     number, unit = int(match.group(1)), match.group(2).lower()
-    return number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    size = number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    if size > LARGEST:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (at most {LARGEST} bytes)")
+    return size
+
+
+def _parse_shape(text: str) -> List[int]:
+    """2,16 or 2x16; an empty shape is a scalar."""
+    items = text.replace("x", ",").split(",") if text.strip() else []
+    if not all(re.fullmatch(r"\s*[0-9]+\s*", item) for item in items):
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r} (whole numbers, 0 or more: e.g. 2,16 or 2x16)")
+    dims = [int(item) for item in items]
+    if len(dims) > MAX_DIMS:
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r} (at most {MAX_DIMS} dimensions)")
+    if math.prod(d for d in dims if d) > LARGEST:
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r} (more than {LARGEST} elements)")
+    return dims
+
+
+def _parse_dtype(text: str) -> str:
+    """Triton's name of a data type given by its Triton name (FP32, BYTES; any
+    case) or its numpy name (float32, <f4, object): only types Triton has."""
+    from . import _core
+
+    name = text.strip().upper()
+    if name == "OBJECT":
+        return "BYTES"
+    if name in {triton for triton, _, _ in _core.data_types()}:
+        return name
+    import numpy as np
+
+    from .tensor import np_to_triton_dtype
+
+    try:
+        dtype = np.dtype(text)
+    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or SyntaxError for what it cannot read
+        dtype = None
+    triton = None if dtype is None or dtype.kind in "SU" else np_to_triton_dtype(dtype)
+    if triton is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid data type {text!r} (one Triton has: a Triton name like FP32, INT64, BYTES or a numpy name "
+            "like float32, int64)"
+        )
+    return str(triton)
 
 
 def _parse_mode(text: str) -> int:
@@ -151,93 +199,43 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hexdump(data: bytes, start: int) -> str:
-    out = []
-    for i in range(0, len(data), 16):
-        chunk = data[i : i + 16]
-        hexes = " ".join(f"{b:02x}" for b in chunk)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        out.append(f"{start + i:08x}  {hexes:<47}  |{text}|")
-    return "\n".join(out)
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from . import _core
+    from ._contents import Tensor, hex_pieces, hexdump_lines
     from .inventory import region_info
 
     info = region_info(args.key)
     if info is None:
         raise SharedMemoryException(f"no shared memory region '{shown(args.key)}' in /dev/shm")
     row = _info_json(info)
-    is_bytes = bool(args.dtype) and args.dtype.upper() in ("BYTES", "OBJECT")
-    # Read through a read-only descriptor (pread): works on another user's
-    # readable region, and never maps it.
+    # Only what is shown is read, a piece at a time, through a read-only
+    # descriptor (pread): another user's readable region works, nothing is
+    # mapped, and a region larger than this process's memory is no problem.
+    tensor = None
     if args.dtype:
-        dtype = np.object_ if is_bytes else _numpy_dtype(args.dtype)
-        shape = args.shape
-        if shape is None:
-            if is_bytes:
-                raise SharedMemoryException("--shape is required with --dtype BYTES")
-            shape = [max(0, info.size - args.offset) // np.dtype(dtype).itemsize]
-        count = int(np.prod(shape, dtype=np.int64))
-        if is_bytes:
-            data = _core.read_region(args.key, args.offset, max(0, info.size - args.offset))
-            values = _core.deserialize_bytes(data, count).reshape(shape)
-        else:
-            wanted = count * np.dtype(dtype).itemsize
-            data = _core.read_region(args.key, args.offset, wanted)
-            if len(data) < wanted:
-                raise SharedMemoryException(
-                    f"'{shown(info.key)}' holds {len(data)} bytes from offset {args.offset}, "
-                    f"the shape {list(shape)} of {np.dtype(dtype)} needs {wanted}"
-                )
-            values = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
-        row["decoded"] = {
-            "dtype": str(np.dtype(dtype)) if not is_bytes else "BYTES",
-            "shape": list(values.shape),
-            "offset": args.offset,
-        }
-        shown_values = values.tolist()
-        raw = b""
-    else:
-        raw = _core.read_region(args.key, args.offset, max(0, args.length))
-        shown_values = None
+        tensor = Tensor(args.key, args.dtype, args.shape, args.offset, info.size)
+        row["decoded"] = {"dtype": tensor.dtype_name, "shape": tensor.shape, "offset": args.offset}
     if args.json:
-        if shown_values is None:
-            row["hex"] = raw.hex()
-        elif is_bytes:  # JSON has no bytes: latin-1 maps each byte to one character
-            row["values"] = [v.decode("latin-1") for v in np.array(shown_values, dtype=object).reshape(-1)]
-        else:
-            row["values"] = shown_values
-        print(json.dumps(row, indent=2))
+        text = json.dumps(row, indent=2)
+        sys.stdout.write(text[: -len("\n}")] + (',\n  "values": ' if tensor else ',\n  "hex": "'))
+        pieces = tensor.json_values() if tensor else hex_pieces(args.key, args.offset, args.length)
+        for piece in pieces:
+            sys.stdout.write(piece)
+        sys.stdout.write("\n}\n" if tensor else '"\n}\n')
         return 0
     print(_table([row]))
     print(f"mapped by: {info.mapped_by or '-'}   open in: {info.opened_by or '-'}")
-    if shown_values is not None:
-        print(f"{row['decoded']['dtype']} {row['decoded']['shape']} at offset {args.offset}:")
-        print(np.array(shown_values, dtype=object) if is_bytes else np.array(shown_values))
-    else:
-        print(f"first {len(raw)} bytes from offset {args.offset}:")
-        print(_hexdump(raw, args.offset) if raw else "(none)")
+    if tensor:
+        print(f"{tensor.dtype_name} {tensor.shape} at offset {args.offset}:")
+        print(tensor.printed())
+        return 0
+    lines = hexdump_lines(args.key, args.offset, args.length)
+    first = next(lines, None)
+    shown_length = min(args.length, max(0, info.size - args.offset))
+    print(f"first {shown_length} bytes from offset {args.offset}:")
+    print(first if first is not None else "(none)")
+    for line in lines:
+        print(line)
     return 0
-
-
-def _numpy_dtype(name: str) -> Any:
-    import numpy as np
-
-    from .tensor import triton_to_np_dtype
-
-    mapped = triton_to_np_dtype(name.upper())
-    if mapped is not None:
-        return mapped
-    try:
-        return np.dtype(name)
-    except TypeError:
-        raise SharedMemoryException(
-            f"unknown data type {name!r} (Triton names like FP32 or numpy names like float32)"
-        ) from None
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -427,11 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "info", help="show one region: its facts and a hexdump or decoded view")
     p.add_argument("key")
-    p.add_argument("--dtype", help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
+    p.add_argument("--dtype", type=_parse_dtype, help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
     p.add_argument(
         "--shape",
-        type=lambda s: [int(x) for x in s.replace("x", ",").split(",") if x.strip()],
-        help="shape to decode, e.g. 2,16 (default: as many elements as fit)",
+        type=_parse_shape,
+        help="shape to decode, e.g. 2,16 or 2x16; '' for a scalar (default: as many elements as fit; BYTES needs one)",
     )
     p.add_argument("--offset", type=_parse_size, default=0, help="byte offset to start at")
     p.add_argument("--length", type=_parse_size, default=256, help="bytes to hexdump (default 256)")

@@ -4,10 +4,14 @@ servers. Errors are one line on stderr, never a traceback."""
 
 import json
 import os
+import resource
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+import tritonshm as shm
 
 from conftest import AS_NOBODY, new_key, shm_path, skip_unless_nobody_can_run_python
 
@@ -118,3 +122,99 @@ def test_a_url_with_a_scheme_is_understood_or_refused_in_one_line():
     assert "scheme" not in with_scheme.stderr
     other = cli("status", "--url", "https://127.0.0.1:1", check=1)
     assert "--url takes host:port" in one_line_error(other)
+
+
+def cli_in_memory(limit, *args, stdout=subprocess.PIPE):
+    """The command with its address space limited to `limit` bytes (RLIMIT_AS):
+    whatever it reads or builds must fit. One BLAS thread: each reserves memory."""
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [PY, "-m", "tritonshm.cli", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=limited,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    return result
+
+
+def sparse_region(key, size, writes):
+    """A region of `size` bytes with only `writes` ({offset: bytes}) stored: tmpfs gives pages only where written."""
+    fd = os.open(shm_path(key), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        for offset, data in writes.items():
+            os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def test_info_reads_only_what_it_shows_of_a_region_four_times_its_memory(prefix):
+    """Found by the red team: `info KEY --dtype BYTES --shape 1` read the whole region to decode one element, and
+    `--dtype FP32` without a shape peaked at 14 times the region's size: a 4 GiB region failed under 1.5 GiB."""
+    key, size = prefix + "_huge", 4 << 30
+    sparse_region(
+        key,
+        size,
+        {
+            0: np.array([1.5, 2.5, 3.5], np.float32).tobytes(),
+            size - 12: np.array([-1.5, 2.5, 1e3], np.float32).tobytes(),
+            1 << 30: shm.serialize_byte_tensor(np.array([b"ab", b"c"], dtype=object)).item(),
+        },
+    )
+    limit = 1536 << 20
+
+    def shown(*args):
+        return cli_in_memory(limit, "info", key, *args).stdout.split("open in: -\n")[1]
+
+    assert shown("--dtype", "FP32") == (
+        "float32 [1073741824] at offset 0:\n[   1.5    2.5    3.5 ...   -1.5    2.5 1000. ]\n"
+    )
+    assert shown("--dtype", "FP32", "--shape", "1024,1048576") == (
+        "float32 [1024, 1048576] at offset 0:\n"
+        "[[   1.5    2.5    3.5 ...    0.     0.     0. ]\n"
+        " [   0.     0.     0.  ...    0.     0.     0. ]\n"
+        " [   0.     0.     0.  ...    0.     0.     0. ]\n"
+        " ...\n"
+        " [   0.     0.     0.  ...    0.     0.     0. ]\n"
+        " [   0.     0.     0.  ...    0.     0.     0. ]\n"
+        " [   0.     0.     0.  ...   -1.5    2.5 1000. ]]\n"
+    )
+    assert shown("--dtype", "BYTES", "--shape", "3", "--offset", "1G") == (
+        "BYTES [3] at offset 1073741824:\n[b'ab' b'c' b'']\n"
+    )
+    one = json.loads(
+        cli_in_memory(limit, "info", key, "--dtype", "BYTES", "--shape", "1", "--offset", "1G", "--json").stdout
+    )
+    assert one["values"] == ["ab"] and one["decoded"] == {"dtype": "BYTES", "shape": [1], "offset": 1 << 30}
+    assert shown("--offset", str(size - 16), "--length", "64") == (
+        "first 16 bytes from offset 4294967280:\n"
+        "fffffff0  00 00 00 00 00 00 c0 bf 00 00 20 40 00 00 7a 44  |.......... @..zD|\n"
+    )
+
+
+def test_info_as_json_writes_every_value_a_piece_at_a_time(prefix, tmp_path):
+    """JSON shows every value: 32 Mi of them (128 MiB of FP32) are written under 1 GiB of address space, where
+    building them as one list took 14 times the region."""
+    key, size = prefix + "_json", 128 << 20
+    sparse_region(key, size, {0: np.array([1.5, 2.5], np.float32).tobytes(), size - 4: np.float32(-3).tobytes()})
+    out = tmp_path / "values.json"
+    with open(out, "w") as f:
+        cli_in_memory(1 << 30, "info", key, "--dtype", "FP32", "--json", stdout=f)
+    with open(out) as f:
+        head = f.read(4096)
+        f.seek(0)
+        commas = sum(piece.count(",") for piece in iter(lambda: f.read(1 << 20), ""))
+        f.seek(out.stat().st_size - 64)
+        tail = f.read()
+    facts, values = head.split(',\n  "values": [')
+    assert json.loads(facts + "\n}")["decoded"] == {"dtype": "float32", "shape": [32 << 20], "offset": 0}
+    assert values.startswith("1.5, 2.5, 0.0, 0.0, ") and tail.endswith(", 0.0, -3.0]\n}\n")
+    assert commas - facts.count(",") - 1 == (32 << 20) - 1  # every value, once
