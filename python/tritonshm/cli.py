@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pwd
 import re
 import stat
@@ -58,11 +59,15 @@ def shown(name: str) -> str:
 
 
 def _parse_header(text: str) -> Tuple[str, str]:
-    """NAME=VALUE or NAME:VALUE (a header name holds neither character)."""
-    match = re.fullmatch(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*[=:]\s*(.*)", text)
+    """NAME=VALUE or NAME:VALUE (a header name holds neither character). The
+    value is printable ASCII: gRPC metadata allows no other, and HTTP's
+    tritonclient refuses control characters only once it sends."""
+    match = re.fullmatch(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*[=:]\s*([\x20-\x7e]*?)\s*", text)
     if not match:
-        raise argparse.ArgumentTypeError(f"invalid header {text!r} (expected NAME=VALUE or NAME:VALUE)")
-    return match.group(1), match.group(2)
+        raise argparse.ArgumentTypeError(
+            f"invalid header {text!r} (expected NAME=VALUE or NAME:VALUE, the value printable ASCII)"
+        )
+    return match.group(1).lower(), match.group(2)  # gRPC metadata names are lowercase; HTTP's are any case
 
 
 def _parse_size(text: str) -> int:
@@ -74,6 +79,12 @@ def _parse_size(text: str) -> int:
     if size > LARGEST:
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (at most {LARGEST} bytes)")
     return size
+
+
+def _parse_seconds(text: str) -> int:
+    if not re.fullmatch(r"\s*[0-9]+\s*", text) or int(text) > LARGEST:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r} (a whole number, 0 or more)")
+    return int(text)
 
 
 def _parse_shape(text: str) -> List[int]:
@@ -320,7 +331,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .triton.refusals import server_refusal
-    from .triton.status import server_address, shared_memory_status
+    from .triton.status import shared_memory_status
 
     try:
         if args.protocol == "grpc":
@@ -332,11 +343,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})"
         ) from exc
     headers = dict(args.header) if args.header else None
-    client = client_module.InferenceServerClient(url=server_address(args.url))
+    client = client_module.InferenceServerClient(url=args.url)
     try:
         rows = shared_memory_status(client, headers)
     except Exception as error:  # noqa: BLE001 - a refusal, explained where we can
-        raise server_refusal(error, f"unable to read the shared memory status of {args.url}") from error
+        refusal = server_refusal(error, f"unable to read the shared memory status of {args.url}")
+        if refusal is error:
+            raise
+        raise refusal from error
     finally:
         client.close()
     if args.json:
@@ -449,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "gc", help="remove regions no live process maps or holds open (left by crashes)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
-    p.add_argument("--min-age", type=int, default=0, metavar="SECONDS", help="spare regions modified more recently")
+    p.add_argument(
+        "--min-age", type=_parse_seconds, default=0, metavar="SECONDS", help="spare regions modified more recently"
+    )
     p.add_argument("--prefix", default="", help="only keys starting with this")
     p.add_argument(
         "--trust-uninspected", action="store_true", help="remove even though some processes could not be inspected"
@@ -464,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "status", help="a Triton server's registered regions joined with this host's /dev/shm")
     p.add_argument("--url", required=True, help="the server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
-    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _add_protocol_option(p)
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_status)
@@ -473,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "doctor", help="check /dev/shm and a server for shared memory, with the fix for each problem"
     )
     p.add_argument("--url", help="also check this Triton server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
-    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _add_protocol_option(p)
     p.add_argument("--capacity", type=_parse_size, help="the shared memory you plan to use, e.g. 512M or 2G")
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -483,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "demo", help="run Triton's add/sub shared memory flow end to end", description=demo.__doc__)
     p.add_argument("--url", help="run against a Triton server at HOST:PORT instead of the embedded one")
-    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="protocol for --url (default http)")
+    _add_protocol_option(p)
     p.add_argument(
         "--model",
         default="simple",
@@ -491,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=demo.run)
     return parser
+
+
+def _add_protocol_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--protocol", choices=["http", "grpc"], help="protocol for --url (default: its http:// or grpc://, else http)"
+    )
 
 
 def _add_header_option(p: argparse.ArgumentParser) -> None:
@@ -503,22 +525,94 @@ def _add_header_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _resolve_url(args: argparse.Namespace) -> None:
+    """The protocol from --protocol, else from --url's scheme, else http; --url
+    as tritonclient takes it (host:port), checked once for every subcommand."""
+    from .triton.status import server_address
+
+    if not hasattr(args, "protocol"):
+        return
+    url = getattr(args, "url", None)
+    scheme = url.partition("://")[0] if url and "://" in url else None
+    if args.protocol is None:
+        args.protocol = scheme if scheme in ("http", "grpc") else "http"
+    if url is not None:
+        args.url = server_address(url, args.protocol)
+
+
+class _OutputFailed(Exception):
+    """Writing the command's output failed: the reader went away (`| head`),
+    or a full disk."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.error = error
+
+
+class _Output:
+    """stdout, telling a failure to write the output from every other OSError
+    (a socket to the server fails with the same errors)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _drop_output() -> None:
+    """Points stdout at /dev/null, so that the interpreter's flush at exit has
+    nothing to fail on (it would print "Exception ignored ...")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
+    if hasattr(sys.stdout, "reconfigure"):  # a name the terminal's encoding lacks is escaped, not an error
+        sys.stdout.reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    args = parser.parse_args(argv)  # a usage error exits 2 here, in one line
+    prog = f"tritonshm {args.command}"
     try:
-        return run(args)
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        print(f"tritonshm {args.command}: interrupted", file=sys.stderr)
-        return 130
+        _resolve_url(args)
     except SharedMemoryException as exc:
-        print(f"tritonshm {args.command}: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: {_one_line(exc)} (see {prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    run: Callable[[argparse.Namespace], int] = args.run
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)  # type: ignore[assignment]
+    try:
+        status = run(args)
+        sys.stdout.flush()
+        return status
+    except _OutputFailed as failed:
+        _drop_output()
+        if isinstance(failed.error, BrokenPipeError):  # the reader went away (`| head`): it had what it wanted
+            return 0
+        print(f"{prog}: cannot write the output: {failed}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
-        print(f"tritonshm {args.command}: {_one_line(_describe(exc))}", file=sys.stderr)
+        print(
+            f"{prog}: {_one_line(exc if isinstance(exc, SharedMemoryException) else _describe(exc))}", file=sys.stderr
+        )
         return EXIT_FAILED
+    finally:
+        sys.stdout = stdout
 
 
 def _describe(exc: BaseException) -> str:

@@ -120,8 +120,131 @@ def test_a_url_with_a_scheme_is_understood_or_refused_in_one_line():
         "the scheme was dropped: unreachable, not refused"
     )
     assert "scheme" not in with_scheme.stderr
-    other = cli("status", "--url", "https://127.0.0.1:1", check=1)
-    assert "--url takes host:port" in one_line_error(other)
+    grpc = cli("status", "--url", "grpc://127.0.0.1:1", check=1)  # the scheme chooses the protocol
+    assert one_line_error(grpc).startswith("tritonshm status: [StatusCode.UNAVAILABLE] "), grpc.stderr
+    other = cli("status", "--url", "https://127.0.0.1:1", check=2)
+    assert one_line_error(other) == (
+        "tritonshm status: --url takes host:port (e.g. localhost:8000), got 'https://127.0.0.1:1' "
+        "(see tritonshm status --help)\n"
+    )
+
+
+USAGE = "(see tritonshm {} --help)\n"
+SHAPE = "invalid shape {!r} (whole numbers, 0 or more: e.g. 2,16 or 2x16)"
+DTYPE = (
+    "invalid data type {!r} (one Triton has: a Triton name like FP32, INT64, BYTES or a numpy name like float32, int64)"
+)
+SIZE = "invalid size {!r} (at most 9223372036854775807 bytes)"
+PORT = "--url {!r}: the port is not in 1-65535"
+
+
+BAD_ARGUMENTS = [
+    # Found by the red team: nanobind's "incompatible function arguments".
+    (["info", "/k", "--shape", "-1"], "argument --shape: " + SHAPE.format("-1")),
+    (["info", "/k", "--offset", str(2**80)], "argument --offset: " + SIZE.format(str(2**80))),
+    (["info", "/k", "--length", str(2**80)], "argument --length: " + SIZE.format(str(2**80))),
+    (
+        ["gc", "--min-age", str(2**80)],
+        f"argument --min-age: invalid number of seconds '{2**80}' (a whole number, 0 or more)",
+    ),
+    # Accepted before, to fail later or never: a negative age spared nothing, "1,,2" was [1, 2], "a" named a lambda.
+    (["gc", "--min-age", "-5"], "argument --min-age: invalid number of seconds '-5' (a whole number, 0 or more)"),
+    (["info", "/k", "--shape", "1,,2"], "argument --shape: " + SHAPE.format("1,,2")),
+    (["info", "/k", "--shape", "a"], "argument --shape: " + SHAPE.format("a")),
+    (
+        ["info", "/k", "--shape", str(2**63)],
+        f"argument --shape: invalid shape '{2**63}' (more than 9223372036854775807 elements)",
+    ),
+    (
+        ["info", "/k", "--shape", ",".join(["1"] * 33)],
+        "argument --shape: invalid shape '" + ",".join(["1"] * 33) + "' (at most 32 dimensions)",
+    ),
+    # Types Triton does not have: S0 and V0 divided by zero, float128 failed as JSON, the others decoded as no
+    # tensor a Triton server holds.
+    (["info", "/k", "--dtype", "S0"], "argument --dtype: " + DTYPE.format("S0")),
+    (["info", "/k", "--dtype", "V8"], "argument --dtype: " + DTYPE.format("V8")),
+    (["info", "/k", "--dtype", "U4"], "argument --dtype: " + DTYPE.format("U4")),
+    (["info", "/k", "--dtype", "float128"], "argument --dtype: " + DTYPE.format("float128")),
+    (["info", "/k", "--dtype", "f4,i4"], "argument --dtype: " + DTYPE.format("f4,i4")),
+    (["info", "/k", "--dtype", ""], "argument --dtype: " + DTYPE.format("")),
+    (["create", "/k", str(2**80)], "argument size: " + SIZE.format(str(2**80))),
+    (["doctor", "--capacity", "9000000T"], "argument --capacity: " + SIZE.format("9000000T")),
+    # Found by the red team: tritonclient's __del__ printed a traceback; gRPC took the port modulo 65536.
+    (["doctor", "--url", "127.0.0.1:99999"], PORT.format("127.0.0.1:99999")),
+    (["status", "--url", "127.0.0.1:99999"], PORT.format("127.0.0.1:99999")),
+    (["status", "--url", "127.0.0.1:99999", "--protocol", "grpc"], PORT.format("127.0.0.1:99999")),
+    (["demo", "--url", "127.0.0.1:99999"], PORT.format("127.0.0.1:99999")),
+    (["status", "--url", "localhost:80a"], "--url takes host:port (e.g. localhost:8000), got 'localhost:80a'"),
+    (["doctor", "--url", ""], "--url takes host:port (e.g. localhost:8000), got ''"),
+    (["status", "--url", ":8000"], "--url takes host:port (e.g. localhost:8000), got ':8000'"),
+    (
+        ["status", "--url", "grpc://127.0.0.1:1", "--protocol", "http"],
+        "--url 'grpc://127.0.0.1:1' is a grpc address, but the protocol is http",
+    ),
+    (
+        ["status", "--url", "127.0.0.1:1/v2", "--protocol", "grpc"],
+        "--url '127.0.0.1:1/v2': a grpc address is host:port, without a path",
+    ),
+    # gRPC printed its core's log lines for a value it refuses.
+    (
+        ["status", "--url", "127.0.0.1:1", "--header", "x=\u00e9"],
+        "argument --header: invalid header 'x=\u00e9' (expected NAME=VALUE or NAME:VALUE, the value printable ASCII)",
+    ),
+]
+
+
+@pytest.mark.parametrize("args, error", [pytest.param(a, e, id=" ".join(a)) for a, e in BAD_ARGUMENTS])
+def test_every_bad_argument_is_one_line_and_exit_2_before_anything_runs(args, error):
+    result = cli(*args, check=2)
+    assert one_line_error(result) == f"tritonshm {args[0]}: {error} " + USAGE.format(args[0])
+
+
+def test_a_header_name_in_capitals_reaches_a_grpc_server_as_its_lowercase_name():
+    """gRPC refuses metadata names in capitals ("Invalid metadata", after its core's log lines); HTTP's are any case."""
+    result = cli("status", "--url", "127.0.0.1:1", "--protocol", "grpc", "--header", "Triton-Access-Token=x", check=1)
+    assert one_line_error(result).startswith("tritonshm status: [StatusCode.UNAVAILABLE] "), result.stderr
+
+
+def test_an_unresolvable_server_is_one_line():
+    """The failed lookup used to end with nanobind's report of the RegionInfo objects its traceback kept alive."""
+    result = cli("status", "--url", "nosuchhost.invalid:8000", check=1)
+    line = one_line_error(result)
+    assert line.startswith("tritonshm status: [Errno ") and line.endswith(
+        "(is the server running and the URL right?)\n"
+    )
+
+
+def test_a_name_that_is_not_utf8_can_be_inspected_and_removed(prefix):
+    """`ls` shows such a name; `info` and `rm` raised nanobind's "incompatible function arguments" for it."""
+    name = (prefix + "_c").encode() + b"\xff"
+    make_file(name)
+    info = cli("info", name, "--length", "9", check=0)
+    assert f"{prefix}_c\\xff" in info.stdout and "74 72 69 74 6f 6e 73 68 6d" in info.stdout, info.stdout
+    assert cli("rm", name, check=0).stdout == f"removed {prefix}_c\\xff\n"
+    assert not os.path.exists(b"/dev/shm/" + name.lstrip(b"/"))
+
+
+def test_output_that_cannot_be_written_is_one_line_and_a_reader_that_left_is_no_error(prefix):
+    """A full disk was blamed on the server ("is the server running and the URL right?"); a reader that
+    stops early (`| head`) has what it wanted."""
+    key = prefix + "_out"
+    make_file(key.encode(), size=1 << 20)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [PY, "-m", "tritonshm.cli", "info", key], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert (result.returncode, result.stderr) == (
+        1,
+        "tritonshm info: cannot write the output: No space left on device\n",
+    )
+    reader_left = subprocess.Popen(
+        [PY, "-m", "tritonshm.cli", "info", key, "--length", "1M"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    reader_left.stdout.read(100)
+    reader_left.stdout.close()
+    assert reader_left.wait(timeout=120) == 0
+    assert reader_left.stderr.read() == b""
+    reader_left.stderr.close()
 
 
 def cli_in_memory(limit, *args, stdout=subprocess.PIPE):
