@@ -583,8 +583,11 @@ def _drop_output() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):  # a name the terminal's encoding lacks is escaped, not an error
         sys.stdout.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)  # a usage error exits 2 here, in one line
+    try:
+        args = build_parser().parse_args(argv)  # a usage error exits 2 here, in one line
+    except KeyboardInterrupt:  # while --dtype imports numpy, say
+        print("tritonshm: interrupted", file=sys.stderr)
+        return 130
     prog = f"tritonshm {args.command}"
     try:
         _resolve_url(args)

@@ -341,3 +341,15 @@ def test_info_as_json_writes_every_value_a_piece_at_a_time(prefix, tmp_path):
     assert json.loads(facts + "\n}")["decoded"] == {"dtype": "float32", "shape": [32 << 20], "offset": 0}
     assert values.startswith("1.5, 2.5, 0.0, 0.0, ") and tail.endswith(", 0.0, -3.0]\n}\n")
     assert commas - facts.count(",") - 1 == (32 << 20) - 1  # every value, once
+
+
+def test_a_name_the_output_encoding_cannot_hold_is_escaped(prefix):
+    """Under an ASCII output encoding, a region named with an accent made `info` and `ls` fail (UnicodeEncodeError)."""
+    key = prefix + "_caf\u00e9"
+    make_file(key.encode())
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    result = subprocess.run(
+        [PY, "-m", "tritonshm.cli", "info", key], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.splitlines()[1].startswith(f"{prefix}_caf\\xe9  "), result.stdout
