@@ -78,13 +78,18 @@ def kubernetes_size_limit(size: int) -> str:
     return f"{-(-size // MIB)}Mi"
 
 
-def size_fix(size: int) -> str:
+def _container_fixes(size: int) -> str:
+    """`size` for /dev/shm as Docker, docker compose and Kubernetes set it."""
     return (
-        f"give /dev/shm at least {-(-size // MIB)} MiB: Docker: `docker run --shm-size={docker_shm_size(size)}`; "
+        f"Docker: `docker run --shm-size={docker_shm_size(size)}`; "
         f"docker compose: `shm_size: {docker_shm_size(size)}` on the service; Kubernetes: a volume "
         f"`emptyDir: {{medium: Memory, sizeLimit: {kubernetes_size_limit(size)}}}` mounted at /dev/shm "
         "(and memory limits that leave room for it: its pages count against the pod's memory)"
     )
+
+
+def size_fix(size: int) -> str:
+    return f"give /dev/shm at least {-(-size // MIB)} MiB: " + _container_fixes(size)
 
 
 def tmpfs_fix(size: int) -> str:
@@ -92,7 +97,7 @@ def tmpfs_fix(size: int) -> str:
     return (
         f"mount a tmpfs (memory, not disk) of {-(-size // MIB)} MiB on /dev/shm: on a host "
         f"`mount -t tmpfs -o size={docker_shm_size(size)},mode=1777 tmpfs /dev/shm`; in a container, "
-        + size_fix(size)[size_fix(size).index("Docker:") :]
+        + _container_fixes(size)
     )
 
 

@@ -166,7 +166,8 @@ def test_a_dev_shm_on_disk_is_not_a_tmpfs_and_is_sized_from_memory_not_from_the_
     if _mount_type(str(tmp_path)) == "tmpfs":
         pytest.skip(f"{tmp_path} is a tmpfs here: no directory on disk to bind over /dev/shm")
     on_disk = f"mount --bind {tmp_path} /dev/shm"
-    for args, size in [(["--capacity", "256M"], lambda memory: 256 * MIB), ([], lambda memory: memory // 2)]:
+    sized = [(["--capacity", "256M"], lambda memory: 256 * MIB), ([], lambda memory: max(64 * MIB, memory // 2))]
+    for args, size in sized:
         result = doctor(*args, "--json", dev_shm=on_disk)
         assert result.returncode == 4, (result.stdout, result.stderr)
         facts = json.loads(result.stdout)["dev_shm"]
