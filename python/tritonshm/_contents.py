@@ -53,12 +53,15 @@ class _BytesReader:
 class Tensor:
     """`shape` elements of `dtype` (a Triton name: FP32, BYTES, ...) from byte
     `offset` of the region `key`, which held `region_size` bytes when listed;
-    without a shape, as many elements as fit (BYTES needs one)."""
+    without a shape, as many elements as fit (BYTES needs one). Messages name
+    the region as `label` (its key, escaped for a terminal)."""
 
-    def __init__(self, key: str, dtype: str, shape: Optional[Sequence[int]], offset: int, region_size: int) -> None:
+    def __init__(
+        self, key: str, dtype: str, shape: Optional[Sequence[int]], offset: int, region_size: int, label: str
+    ) -> None:
         from .tensor import triton_to_np_dtype
 
-        self.key, self.offset = key, offset
+        self.key, self.offset, self.label = key, offset, label
         self.is_bytes = dtype == "BYTES"
         self.dtype = np.dtype(object if self.is_bytes else triton_to_np_dtype(dtype))
         available = max(0, region_size - offset)
@@ -77,7 +80,7 @@ class Tensor:
 
     def _too_small(self, available: int) -> None:
         raise SharedMemoryException(
-            f"'{self.key}' holds {available} bytes from offset {self.offset}, "
+            f"'{self.label}' holds {available} bytes from offset {self.offset}, "
             f"the shape {self.shape} of {self.dtype} needs {self.count * self.dtype.itemsize}"
         )
 

@@ -223,7 +223,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     # mapped, and a region larger than this process's memory is no problem.
     tensor = None
     if args.dtype:
-        tensor = Tensor(args.key, args.dtype, args.shape, args.offset, info.size)
+        tensor = Tensor(args.key, args.dtype, args.shape, args.offset, info.size, shown(info.key))
         row["decoded"] = {"dtype": tensor.dtype_name, "shape": tensor.shape, "offset": args.offset}
     if args.json:
         text = json.dumps(row, indent=2)

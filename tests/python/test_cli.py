@@ -226,15 +226,15 @@ def test_info_prints_what_numpy_prints_and_its_json_holds_every_value(make_key, 
             values = np.frombuffer(region.tobytes(), dtype=dtype)
             for shape in SHAPES:
                 expected = values[: int(np.prod(shape))].reshape(shape)
-                assert Tensor(key, triton, shape, 0, n * 8).printed() == str(expected), (triton, shape)
+                assert Tensor(key, triton, shape, 0, n * 8, key).printed() == str(expected), (triton, shape)
                 for piece in (1, 3, 7, 1 << 16):  # pieces within a row, of whole rows, of the whole array
                     monkeypatch.setattr(_contents, "PIECE_ELEMENTS", piece)
-                    got = "".join(Tensor(key, triton, shape, 0, n * 8).json_values())
+                    got = "".join(Tensor(key, triton, shape, 0, n * 8, key).json_values())
                     assert got == json.dumps(expected.tolist()), (triton, shape, piece)
         shm.set_shared_memory_region(handle, [encoded], offset=8)
         for shape in [[1], [6], [7], [2500], [50, 50], [7, 7, 7], [0]]:
             expected = np.array(words[: int(np.prod(shape))], dtype=object).reshape(shape)
-            bytes_tensor = Tensor(key, "BYTES", shape, 8, n * 8)
+            bytes_tensor = Tensor(key, "BYTES", shape, 8, n * 8, key)
             assert bytes_tensor.printed() == str(expected), shape
             assert json.loads("".join(bytes_tensor.json_values())) == [w.decode("latin-1") for w in expected.flat]
     finally:
