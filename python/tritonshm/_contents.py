@@ -66,8 +66,8 @@ class Tensor:
         self.dtype = np.dtype(object if self.is_bytes else triton_to_np_dtype(dtype))
         available = max(0, region_size - offset)
         if shape is None:
-            if self.is_bytes:
-                raise SharedMemoryException("--shape is required with --dtype BYTES")
+            if self.is_bytes:  # the command refuses this as a usage error
+                raise ValueError("a BYTES tensor needs a shape: its elements vary in size")
             shape = [available // self.dtype.itemsize]
         self.shape = list(shape)
         self.count = math.prod(self.shape)

@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=_parse_size, default=0, help="byte offset to start at")
     p.add_argument("--length", type=_parse_size, default=256, help="bytes to hexdump (default 256)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_info)
+    p.set_defaults(run=cmd_info, check=_check_info)
 
     p = add_subcommand(sub, "create", help="create a region that stays until `tritonshm rm`")
     p.add_argument("key")
@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_protocol_option(p)
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_status)
+    p.set_defaults(run=cmd_status, check=_resolve_url)
 
     p = add_subcommand(
         sub, "doctor", help="check /dev/shm and a server for shared memory, with the fix for each problem"
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=_parse_size, help="the shared memory you plan to use, e.g. 512M or 2G")
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_doctor)
+    p.set_defaults(run=cmd_doctor, check=_resolve_url)
 
     from . import demo
 
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="simple",
         help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple",
     )
-    p.set_defaults(run=demo.run)
+    p.set_defaults(run=demo.run, check=_resolve_url)
     return parser
 
 
@@ -525,14 +525,21 @@ def _add_header_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+# Checks of arguments taken together, run once the arguments are read: a
+# SharedMemoryException is a usage error.
+
+
+def _check_info(args: argparse.Namespace) -> None:
+    if args.dtype == "BYTES" and args.shape is None:
+        raise SharedMemoryException("--dtype BYTES needs --shape (its elements vary in size)")
+
+
 def _resolve_url(args: argparse.Namespace) -> None:
     """The protocol from --protocol, else from --url's scheme, else http; --url
-    as tritonclient takes it (host:port), checked once for every subcommand."""
+    as tritonclient takes it (host:port)."""
     from .triton.status import server_address
 
-    if not hasattr(args, "protocol"):
-        return
-    url = getattr(args, "url", None)
+    url = args.url
     scheme = url.partition("://")[0] if url and "://" in url else None
     if args.protocol is None:
         args.protocol = scheme if scheme in ("http", "grpc") else "http"
@@ -590,7 +597,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     prog = f"tritonshm {args.command}"
     try:
-        _resolve_url(args)
+        if hasattr(args, "check"):
+            args.check(args)
     except SharedMemoryException as exc:
         print(f"{prog}: {_one_line(exc)} (see {prog} --help)", file=sys.stderr)
         return EXIT_USAGE

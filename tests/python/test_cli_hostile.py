@@ -167,6 +167,7 @@ BAD_ARGUMENTS = [
     (["info", "/k", "--dtype", "float128"], "argument --dtype: " + DTYPE.format("float128")),
     (["info", "/k", "--dtype", "f4,i4"], "argument --dtype: " + DTYPE.format("f4,i4")),
     (["info", "/k", "--dtype", ""], "argument --dtype: " + DTYPE.format("")),
+    (["info", "/k", "--dtype", "BYTES"], "--dtype BYTES needs --shape (its elements vary in size)"),
     (["create", "/k", str(2**80)], "argument size: " + SIZE.format(str(2**80))),
     (["doctor", "--capacity", "9000000T"], "argument --capacity: " + SIZE.format("9000000T")),
     # Found by the red team: tritonclient's __del__ printed a traceback; gRPC took the port modulo 65536.
