@@ -232,3 +232,22 @@ def test_a_client_of_another_protocol_or_kind_is_refused_by_name():
         AsyncSharedMemoryPool(http.InferenceServerClient(NOWHERE), 1 << 20)
     with pytest.raises(shm.SharedMemoryException, match=r"client= must be a tritonclient.http client"):
         ADAPTER.check(grpc.InferenceServerClient(NOWHERE), "client=")
+
+
+def test_model_configurations_are_bounded_and_a_failure_is_asked_again_later():
+    from tritonshm.triton.model_configs import ModelConfigs
+
+    now = [0.0]
+    configs = ModelConfigs(limit=2, retry_after=30.0, clock=lambda: now[0])
+    fixed = ModelOutputs(0, (("OUT", "FP32", (4,)),))
+    configs.put(("a", ""), fixed)
+    configs.put(("b", ""), None)  # the server would not say
+    assert configs.get(("a", "")) == (True, fixed) and configs.get(("b", "")) == (True, None)
+    now[0] = 31.0
+    assert configs.get(("b", "")) == (False, None), "a failure is asked again after a while"
+    assert configs.get(("a", "")) == (True, fixed), "a configuration is kept"
+    configs.put(("c", ""), fixed)
+    configs.put(("d", ""), fixed)
+    assert len(configs) == 2 and configs.get(("a", "")) == (False, None), "the least recently used goes first"
+    configs.forget(("d", ""))
+    assert configs.get(("d", "")) == (False, None)

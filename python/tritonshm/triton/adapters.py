@@ -107,6 +107,10 @@ class ClientAdapter:
             made.set_shared_memory(part.name, part.size, offset=part.offset)
         return made
 
+    def is_requested_output(self, candidate: Any) -> bool:
+        """Whether `candidate` is the client kind's InferRequestedOutput."""
+        return isinstance(candidate, self.module.InferRequestedOutput)
+
     def output_request(self, requested: Any) -> Tuple[str, bool]:
         """(name, whether it may go to shared memory) of a tritonclient
         InferRequestedOutput: not one asked as classes (class_count) or as

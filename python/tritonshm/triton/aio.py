@@ -21,7 +21,7 @@ def _unlink_unclosed(state: PoolState) -> None:
     # server keeps its mapping until it exits; the names at least go.
     if not state.owned_here():
         return  # a forked child: the parent's regions are the parent's
-    names = state.ledger.close()
+    names, _ = state.ledger.close()
     if names:
         warnings.warn(
             f"AsyncSharedMemoryPool collected without close(): regions {names} stay registered "

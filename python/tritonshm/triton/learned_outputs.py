@@ -131,10 +131,13 @@ class LearnedOutputs:
         if not observed:
             return
         with self._lock:
+            new = signature not in self._seen
             seen = self._entry(signature)
+            changed = False
             for name, nbytes in observed.items():
-                self._record(seen, name, int(nbytes))
-            self._relate(signature, observed)
+                changed |= self._record(seen, name, int(nbytes))
+            if new or changed:  # the same sizes again teach the family nothing
+                self._relate(signature, observed)
 
     def learn_needed(self, signature: Signature, name: str, nbytes: int) -> None:
         """Records the size the server said an output needed (a refused slot)."""
@@ -158,13 +161,17 @@ class LearnedOutputs:
         return seen
 
     @staticmethod
-    def _record(seen: Dict[str, _Seen], name: str, nbytes: int) -> None:
+    def _record(seen: Dict[str, _Seen], name: str, nbytes: int) -> bool:
+        """Whether this size is news for the output."""
         entry = seen.get(name)
         if entry is None:
             seen[name] = _Seen(nbytes)
-        elif nbytes != entry.largest:
-            entry.varies = True
-            entry.largest = max(entry.largest, nbytes)
+            return True
+        if nbytes == entry.largest:
+            return False
+        entry.varies = True
+        entry.largest = max(entry.largest, nbytes)
+        return True
 
     def _relate(self, signature: Signature, observed: Mapping[str, int]) -> None:
         key = _family(signature)

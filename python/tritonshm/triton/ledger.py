@@ -140,14 +140,16 @@ class PoolLedger:
 
     # -- close -----------------------------------------------------------------
 
-    def close(self) -> List[str]:
-        """Marks the pool closed and hands over every name the server may have (once)."""
+    def close(self) -> "tuple[List[str], Set[str]]":
+        """Marks the pool closed and hands over every name the server may have
+        (once), and which of them requests given up on may still hold."""
         with self.lock:
             self.closed = True
-            names = self.registered + sorted(self.registering) + sorted(self.retired_registered)
+            abandoned = set(self.retired_registered)
+            names = self.registered + sorted(self.registering) + sorted(abandoned)
             self.registered, self.registering = [], set()
             self.retired_registered, self.retired_present = set(), set()
-            return names
+            return names, abandoned
 
     def leave_to_last_request(self, names: List[str]) -> List[str]:
         """Of the names close() could not unregister, those a request of this

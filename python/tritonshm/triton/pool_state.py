@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .. import _core
 from .._core import SharedMemoryException
-from .adapters import adapter_for
+from .adapters import ClientAdapter, adapter_for
 from .config import PoolConfig
 from .learned_outputs import LearnedOutputs
 from .ledger import PoolLedger
@@ -27,9 +27,10 @@ class PoolState:
     configurations have locks of their own. None is held while another is
     taken, except the ledger's and the others' inside grow_lock."""
 
-    def __init__(self, client: Any, config: PoolConfig, aio: bool) -> None:
+    def __init__(self, client: Any, config: PoolConfig, aio: bool, adapter: Optional[ClientAdapter] = None) -> None:
+        """`adapter` defaults to the one of the client's kind (a test passes a scripted one)."""
         self.config = config
-        adapter = adapter_for(client)
+        adapter = adapter if adapter is not None else adapter_for(client)
         if adapter.aio != aio:
             wanted = f"tritonclient.{adapter.protocol}{'.aio' if aio else ''}"
             raise SharedMemoryException(

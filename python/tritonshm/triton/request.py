@@ -174,9 +174,7 @@ def _output_requests(adapter: ClientAdapter, outputs: Any, sizes: Mapping[str, i
     for out in outputs:
         if isinstance(out, str):
             made.append(OutputRequest(out, sizes.get(out)))
-        elif type(out).__name__ == "InferRequestedOutput" and type(out).__module__.startswith(
-            f"tritonclient.{adapter.protocol}"
-        ):
+        elif adapter.is_requested_output(out):
             name, shareable = adapter.output_request(out)
             made.append(OutputRequest(name, sizes.get(name), shareable, out))
         else:

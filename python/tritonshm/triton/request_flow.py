@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, List, Optional, TypeVar, Union, cast
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, TypeVar, Union, cast
 
 import numpy as np
 
@@ -75,7 +75,10 @@ T = TypeVar("T")
 
 # close() waits this long, in these steps, for the server to let go of regions
 # that requests still at the server use (the server refuses to unregister them meanwhile).
-CLOSE_WAITS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 0.0)
+CLOSE_WAITS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
+# And this much longer for a region that only requests the pool gave up on
+# (timeouts, cancellations) may still use: nothing of the pool's tells when they end.
+ABANDONED_WAITS = (0.5,) * 15
 
 # How often one request may run again after the server forgot the pool's
 # registrations (each time after registering them again). The server refuses
@@ -328,6 +331,8 @@ def _heal_steps(state: PoolState, seen: int, client: Any) -> Steps[None]:
         try:
             registered = yield from _register_steps(state, client, name, key, byte_size)
         except Exception as error:
+            if state.closed:  # close() unlinked the region under the registration
+                raise _closed() from error
             if "already in manager" in str(error):
                 continue  # the server still had this one
             refusal = server_refusal(
@@ -346,11 +351,11 @@ def _heal_steps(state: PoolState, seen: int, client: Any) -> Steps[None]:
     state.ledger.healed()
 
 
-def _sweep_steps(state: PoolState, client: Any, interval: float = SWEEP_INTERVAL) -> Steps[None]:
+def _sweep_steps(state: PoolState, client: Any, interval: Optional[float] = None) -> Steps[None]:
     """Unregisters retired names (refused while the request given up on still
     runs at the server: tried again later) and removes retired regions whose
-    last lease is gone."""
-    to_unregister, to_remove = state.ledger.sweep_due(interval)
+    last lease is gone; at most once per `interval` (SWEEP_INTERVAL) seconds."""
+    to_unregister, to_remove = state.ledger.sweep_due(SWEEP_INTERVAL if interval is None else interval)
     for name in to_unregister:
         if (yield from _unregister_quietly(state, client, name)):
             state.ledger.retired_unregistered(name)
@@ -359,34 +364,40 @@ def _sweep_steps(state: PoolState, client: Any, interval: float = SWEEP_INTERVAL
             state.ledger.retired_removed(name)
 
 
-def close_steps(state: PoolState) -> Steps[None]:
-    """Unregisters the pool's own names (never the server's other regions) and
-    removes its regions. Errors are swallowed: this runs at collection and
-    interpreter exit too, when the server may be gone. A name the server
-    refuses to drop because a request of another thread still uses it is
-    unregistered by that request when it ends; one it refuses for longer than
-    CLOSE_WAITS is named in a warning. In a forked child it does nothing: the
-    regions and registrations are the parent's."""
-    if not state.owned_here():
-        state.ledger.closed = True
-        return
-    names = state.ledger.close()
-    for wait in CLOSE_WAITS:
+def _unregister_until(state: PoolState, names: List[str], waits: Sequence[float]) -> Steps[List[str]]:
+    """Unregisters `names`, asking again after each of `waits` while the
+    server refuses some because a request uses them; returns those still refused."""
+    for wait in (*waits, None):
         refused = []
         for name in names:
             if not (yield from _unregister_quietly(state, state.client, name)):
                 refused.append(name)
         names = refused
-        if not names:
+        if not names or wait is None:
             break
         yield from pause(wait)
-    if names:
-        # A request at the server when close() gave up unregisters its name as it ends.
-        others = state.ledger.leave_to_last_request(names)
-        still = []
-        for name in others:
-            if not (yield from _unregister_quietly(state, state.client, name)):
-                still.append(name)
+    return names
+
+
+def close_steps(state: PoolState) -> Steps[None]:
+    """Unregisters the pool's own names (never the server's other regions) and
+    removes its regions. Errors are swallowed: this runs at collection and
+    interpreter exit too, when the server may be gone. The server refuses to
+    drop a region while a request uses it: a name a request of this pool
+    still waits for is unregistered by that request as it ends; one a request
+    the pool gave up on may hold is waited for up to ABANDONED_WAITS, then
+    named in a warning. In a forked child it does nothing: the regions and
+    registrations are the parent's."""
+    if not state.owned_here():
+        state.ledger.closed = True
+        return
+    names, abandoned = state.ledger.close()
+    refused = yield from _unregister_until(state, names, CLOSE_WAITS)
+    if refused:
+        others = state.ledger.leave_to_last_request(refused)
+        given_up = [name for name in others if name in abandoned]
+        still = [name for name in others if name not in abandoned]
+        still += yield from _unregister_until(state, given_up, ABANDONED_WAITS)
         if still:
             warnings.warn(
                 f"SharedMemoryPool.close(): the server would not unregister {still} while a request uses them: "
@@ -586,7 +597,14 @@ def _send(
 
 
 def _give_up(state: PoolState, lease: Any) -> None:
-    state.ledger.answered(lease.name)  # no longer waited for; the server may still run it
+    if state.ledger.answered(lease.name):  # no longer waited for; the server may still run it
+        warnings.warn(
+            f"SharedMemoryPool.close() left '{lease.name}' to a request that was then given up on while the server "
+            "ran it: the name stays registered until that request ends there. Unregister it then "
+            "(`tritonshm status --url ...` shows it).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     with contextlib.suppress(SharedMemoryException):  # closed meanwhile: the region is going anyway
         state.arena.retire_region(lease.name)
     state.ledger.retire(lease.name)
