@@ -253,6 +253,10 @@ def accelerate_table(rows: List[Dict[str, Any]]) -> str:
             out.append(line)
             r = by["accelerated"]
             where = f"server {human_time(r['server_median'])} (plain {human_time(by['plain']['server_median'])})"
+            if all("client_median" in by[c] for c in ("plain", "accelerated", "pool.infer")):
+                where += ", the rest (client, loopback): " + ", ".join(
+                    f"{c} {human_time(by[c]['client_median'])}" for c in ("plain", "accelerated", "pool.infer")
+                )
             if "set_data_median" in r:
                 where += f", set_data_from_numpy {human_time(r['set_data_median'])}"
             counts = [
