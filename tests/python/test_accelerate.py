@@ -800,3 +800,26 @@ print(os.getpid())
     for protocol, module in PROTOCOLS.items():
         with module.InferenceServerClient(triton[protocol]) as client:
             assert not [name for name in registered_by_us(client) if f"_{pid}_" in name]
+
+
+def test_a_request_with_a_sequence_id_runs_its_model_once_per_call(client, triton):
+    """`counted` says how many times it ran. A sequence's step must run once:
+    no output of a guessed size goes to shared memory for it, and a step the
+    server refused after an unregister-all (before running it) is healed and
+    sent again, running once."""
+    module = PROTOCOLS[client.protocol]
+    x = np.ones(1 << 15, np.float32)  # 128 KiB
+    runs = []
+    with accelerate() as handle, module.InferenceServerClient(triton[client.protocol]) as other:
+        for step in range(4):
+            if step == 2:
+                other.unregister_system_shared_memory()  # everything: our registrations too
+            item = module.InferInput("INPUT0", list(x.shape), "FP32")
+            item.set_data_from_numpy(x * step)
+            result = client.infer("counted", [item], sequence_id=42, sequence_start=step == 0, sequence_end=step == 3)
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * x * step)
+            runs.append(int(result.as_numpy("RUNS")[0]))
+        stats = handle.stats()
+    assert runs == list(range(runs[0], runs[0] + 4)), "each step ran once"
+    assert stats["inputs_in_shm"] == 4 and stats["reregistrations"] == 1 and stats["retries_output_size"] == 0
+    assert stats["outputs_in_shm"] == 0, "OUTPUT0's size is not in the configuration: never guessed for a step"
