@@ -11,6 +11,7 @@ code is the runner's. With --stats, one line goes to stderr at the end:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import runpy
@@ -48,15 +49,56 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--capacity", type=_size, metavar="BYTES", help="the first region of each server's pool")
     parser.add_argument("--stats", action="store_true", help="print the acceleration's stats on stderr at the end")
     parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module as `python -m MODULE` does")
-    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS ...]")
+    parser.add_argument("args", nargs="*", metavar="SCRIPT [ARGS ...]", help="the program and its own arguments")
     return parser
+
+
+_VALUED = ("--inline-threshold", "--capacity")
+
+
+def _program_starts(argv: List[str]) -> int:
+    """Where the program's part of the command line starts: at SCRIPT (the
+    first word that is neither an option nor an option's value) or at -m, so
+    that everything after SCRIPT or MODULE is the program's own, options too."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "-m" or word.startswith("-m") and not word.startswith("--"):
+            return index
+        if word == "--":
+            return index + 1
+        if not word.startswith("-"):
+            return index
+        index += 2 if word in _VALUED else 1
+    return len(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
-    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    start = _program_starts(words)
+    options = parser.parse_args(words[:start])
+    program = words[start:]
+    if program and program[0].startswith("-m"):
+        options.module = program[0][2:] or (program[1] if len(program) > 1 else None)
+        program = program[1:] if program[0] != "-m" else program[2:]
+        if options.module is None:
+            parser.error("argument -m: expected one argument")
+    options.args = program
     if options.module is None and not options.args:
         parser.error("give the SCRIPT to run, or -m MODULE")
+    # What python says when there is nothing to run, before anything is accelerated.
+    if options.module is not None:
+        try:
+            found = importlib.util.find_spec(options.module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            print(f"{sys.executable}: No module named {options.module}", file=sys.stderr)
+            return 1
+    elif not os.path.isfile(options.args[0]):
+        print(f"{sys.executable}: can't open file {options.args[0]!r}: no such file", file=sys.stderr)
+        return 2
     from .triton import accelerate
 
     handle = accelerate(inline_threshold=options.inline_threshold, capacity=options.capacity)

@@ -101,3 +101,20 @@ def test_a_tritonclient_module_it_does_not_know_is_left_as_it_is_with_a_warning(
         accelerator._patch(unknown)  # an import hook must never fail the import
     assert len(caught) == 1 and "tritonclient.http is not accelerated" in str(caught[0].message)
     accelerator.close()
+
+
+@pytest.mark.parametrize(
+    "words,start",
+    [
+        (["app.py", "--stats"], 0),
+        (["--stats", "--inline-threshold", "0", "app.py", "-m", "x"], 3),
+        (["--inline-threshold=64K", "-m", "pkg.mod", "--capacity", "1"], 1),
+        (["-mpkg.mod", "-v"], 0),
+        (["--capacity", "1M", "--", "-odd-name.py"], 3),
+    ],
+)
+def test_the_runners_options_end_where_the_program_begins(words, start):
+    """Everything after SCRIPT or -m MODULE is the program's, options too."""
+    from tritonshm.accelerate import _program_starts
+
+    assert _program_starts(words) == start
