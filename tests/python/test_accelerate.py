@@ -636,6 +636,10 @@ def test_the_runner_runs_a_script_as_main_with_its_argv_and_exit_code(tmp_path):
         env=env,
     )
     assert result.returncode == 0 and result.stdout.strip() == "__main__ ['x']", result.stderr
+    missing = run_accelerated(str(tmp_path / "no_such_script.py"))
+    assert missing.returncode == 2 and "can't open file" in missing.stderr and not missing.stdout
+    missing = run_accelerated("-m", "no_such_module_here")
+    assert missing.returncode == 1 and "No module named no_such_module_here" in missing.stderr
 
 
 EXAMPLES = sorted((ROOT / "examples" / "clients").glob("*.py"))
