@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             (
                 "accelerate",
                 lambda: _accelerate().bench_accelerate(
-                    server.urls(), [4 << 10] if smoke else _accelerate().SIZES, 2 if smoke else 7, not smoke
+                    server.urls(), [4 << 10] if smoke else _accelerate().SIZES, repeat, not smoke
                 ),
             ),
             (
