@@ -5,11 +5,13 @@ behaves as without it. Against PyTriton's real Triton server, HTTP and gRPC,
 infer, async_infer and the asyncio clients."""
 
 import asyncio
+import contextlib
 import copy
 import os
 import pathlib
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import warnings
@@ -33,6 +35,28 @@ PLAIN_SET = {p: m.InferInput.set_data_from_numpy for p, m in PROTOCOLS.items()}
 PLAIN_ASYNC_INFER = {p: m.InferenceServerClient.async_infer for p, m in PROTOCOLS.items()}
 LARGE = 1 << 16  # FP32 elements: 256 KiB, above the default inline threshold (64 KiB)
 SMALL = 1 << 8  # 1 KiB
+
+
+def run_script(script, timeout=120):
+    """`python -c script` in a process group of its own: on a timeout the
+    whole group goes (a forked child that hung included), never left behind."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"the script hung: {stdout}\n{stderr}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever it forked and left
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def ours_in_dev_shm():
@@ -488,7 +512,7 @@ assert grpc.InferenceServerClient.__dict__["infer"] is patched.__wrapped__
 assert "_raw_content" not in grpc.InferInput.__dict__
 print("ok")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = run_script(script)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
 
 
@@ -539,7 +563,7 @@ handle.close()
 assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"{PREFIX}_{{os.getpid()}}_")]
 print("ok")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = run_script(script)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
 
 
@@ -797,7 +821,7 @@ async def main():
 asyncio.run(main())
 print(os.getpid())
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = run_script(script)
     assert result.returncode == 0, result.stdout + result.stderr
     pid = result.stdout.split()[-1]
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"{PREFIX}_{pid}_")]
