@@ -25,8 +25,8 @@ from .status import server_regions, shared_memory_status
 __all__ = [
     "Acceleration",
     "AsyncSharedMemoryPool",
-    "accelerate",
     "SharedMemoryPool",
+    "accelerate",
     "explain",
     "register",
     "server_regions",
