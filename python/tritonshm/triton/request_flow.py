@@ -400,7 +400,7 @@ def close_steps(state: PoolState) -> Steps[None]:
         still += yield from _unregister_until(state, given_up, ABANDONED_WAITS)
         if still:
             warnings.warn(
-                f"SharedMemoryPool.close(): the server would not unregister {still} while a request uses them: "
+                f"closing the shared memory pool: the server would not unregister {still} while a request uses them: "
                 "one this pool gave up on (a timeout, a cancellation) may still run there. Unregister them when "
                 "it ends (`tritonshm status --url ...` shows them).",
                 RuntimeWarning,
@@ -599,7 +599,7 @@ def _send(
 def _give_up(state: PoolState, lease: Any) -> None:
     if state.ledger.answered(lease.name):  # no longer waited for; the server may still run it
         warnings.warn(
-            f"SharedMemoryPool.close() left '{lease.name}' to a request that was then given up on while the server "
+            f"closing the shared memory pool left '{lease.name}' to a request that was then given up on while the server "
             "ran it: the name stays registered until that request ends there. Unregister it then "
             "(`tritonshm status --url ...` shows it).",
             RuntimeWarning,
