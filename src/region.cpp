@@ -150,7 +150,6 @@ uint64_t Region::total_size(std::span<const std::span<const std::byte>> parts) c
 void Region::write(uint64_t offset, std::span<const std::span<const std::byte>> parts) const {
   const uint64_t total = total_size(parts);
   check_bounds(offset, total, Operation::set);
-  const detail::HandlerInPlace checked;  // once for all the parts
   std::byte* dst = data() + offset;
   for (const auto& part : parts) {
     if (auto fault = detail::copy_guarded(dst, part.data(), part.size(), detail::Destination::shared)) {
