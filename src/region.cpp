@@ -21,18 +21,17 @@ std::shared_ptr<Region> Region::create(std::string_view key, uint64_t size, cons
   return with_operation(Operation::create, key, [&] {
     SharedMemoryObject object = SharedMemoryObject::create_unpublished(key, size, options.mode, options.reserve);
     auto mapping = std::make_shared<Mapping>(object.fd(), size);
-    if (options.prefault) mapping->prefault_unpublished();
     const int unpublished_fd = object.fd();
     object.publish();
-    if (object.fd() != unpublished_fd) {
+    try {
       // Published through a new descriptor: map that one, so that the mapping
-      // shows under its key, not as a deleted file.
-      try {
-        mapping->rebind(object.fd(), options.prefault);
-      } catch (const SharedMemoryError&) {
-        (void)object.remove_if_owned();
-        throw;
-      }
+      // shows under its key, not as a deleted file. Prefaulting comes after:
+      // a page faulted into the mapping replaced would be lost.
+      if (object.fd() != unpublished_fd) mapping->rebind(object.fd());
+      if (options.prefault) mapping->prefault();
+    } catch (const SharedMemoryError&) {
+      (void)object.remove_if_owned();
+      throw;
     }
     return std::shared_ptr<Region>(new Region(std::move(object), std::move(mapping)));
   });

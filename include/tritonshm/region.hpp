@@ -28,9 +28,9 @@ struct RegionOptions {
   // Allocate every page at creation (posix_fallocate) so that a full /dev/shm
   // is an exception now rather than SIGBUS on the first write.
   bool reserve = true;
-  // Also fault every page into this process at creation, before the region
-  // has its name, so the first write runs at warm-copy speed. Makes creation
-  // cost about one page fault per 4 KiB.
+  // Also fault every page into this process's mapping at creation, once, so
+  // the first write runs at warm-copy speed. Makes creation cost one page
+  // fault per 4 KiB.
   bool prefault = false;
 };
 
