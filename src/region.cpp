@@ -10,6 +10,7 @@
 
 #include "bytes_decoder.hpp"
 #include "copy.hpp"
+#include "object_mapping.hpp"
 #include "tritonshm/tensor_codec.hpp"
 
 namespace tritonshm {
@@ -17,48 +18,37 @@ namespace tritonshm {
 using detail::Mapping;
 using detail::SharedMemoryObject;
 
+namespace {
+
+detail::Acquisition acquisition_of(uint64_t size, const RegionOptions& options) {
+  detail::Acquisition acquisition;
+  acquisition.size = size;
+  acquisition.mode = options.mode;
+  acquisition.reserve = options.reserve;
+  acquisition.prefault = options.prefault;
+  return acquisition;
+}
+
+}  // namespace
+
 std::shared_ptr<Region> Region::create(std::string_view key, uint64_t size, const RegionOptions& options) {
   return with_operation(Operation::create, key, [&] {
-    SharedMemoryObject object = SharedMemoryObject::create_unpublished(key, size, options.mode, options.reserve);
-    auto mapping = std::make_shared<Mapping>(object.fd(), size);
-    const int unpublished_fd = object.fd();
-    object.publish();
-    try {
-      // Published through a new descriptor: map that one, so that the mapping
-      // shows under its key, not as a deleted file. Prefaulting comes after:
-      // a page faulted into the mapping replaced would be lost.
-      if (object.fd() != unpublished_fd) mapping->rebind(object.fd());
-      if (options.prefault) mapping->prefault();
-    } catch (const SharedMemoryError&) {
-      (void)object.remove_if_owned();
-      throw;
-    }
-    return std::shared_ptr<Region>(new Region(std::move(object), std::move(mapping)));
+    detail::Acquired acquired = detail::acquire(detail::Acquire::create_only, key, acquisition_of(size, options));
+    return std::shared_ptr<Region>(new Region(std::move(acquired.object), std::move(acquired.mapping)));
   });
 }
 
 std::shared_ptr<Region> Region::open(std::string_view key) {
   return with_operation(Operation::open, key, [&] {
-    SharedMemoryObject object(open_only, key);
-    auto mapping = std::make_shared<const Mapping>(object.fd(), object.size());
-    return std::shared_ptr<Region>(new Region(std::move(object), std::move(mapping)));
+    detail::Acquired acquired = detail::acquire(detail::Acquire::open_only, key, detail::Acquisition{});
+    return std::shared_ptr<Region>(new Region(std::move(acquired.object), std::move(acquired.mapping)));
   });
 }
 
 std::shared_ptr<Region> Region::open_or_create(std::string_view key, uint64_t size, const RegionOptions& options) {
   return with_operation(Operation::create, key, [&] {
-    for (int attempt = 0;; ++attempt) {
-      if (std::optional<SharedMemoryObject> object = SharedMemoryObject::try_open(key)) {
-        auto mapping = std::make_shared<const Mapping>(object->fd(), object->size());
-        return std::shared_ptr<Region>(new Region(std::move(*object), std::move(mapping)));
-      }
-      try {
-        return create(key, size, options);
-      } catch (const SharedMemoryError& e) {
-        // Someone created it since we looked: open theirs.
-        if (e.os_error() != EEXIST || attempt == 8) throw;
-      }
-    }
+    detail::Acquired acquired = detail::acquire(detail::Acquire::open_or_create, key, acquisition_of(size, options));
+    return std::shared_ptr<Region>(new Region(std::move(acquired.object), std::move(acquired.mapping)));
   });
 }
 
@@ -124,8 +114,7 @@ void Region::throw_fault(const void* address, uint64_t offset, uint64_t length, 
 
 void Region::check_backed(uint64_t offset, uint64_t length, Operation op) const {
   check_bounds(offset, length, op);
-  if (length == 0) return;
-  if (auto fault = detail::probe_readable(data() + offset + length - 1)) {
+  if (auto fault = detail::probe_backed(data() + offset, static_cast<std::size_t>(length))) {
     throw_fault(fault->address, offset, length, op);
   }
 }

@@ -80,7 +80,10 @@ class Region {
   void check_bounds(uint64_t offset, uint64_t length, Operation op) const;
   // check_bounds, and also that the range is still backed: reads its last byte
   // under the SIGBUS guard (truncation removes pages from the end, so if the
-  // last page is backed, the whole range is). No system call.
+  // last page is backed, the whole range is). No system call of its own; the
+  // guard makes one now and then (once per tick of the coarse clock; two per
+  // call in a thread that blocks SIGBUS), and the read costs a minor page
+  // fault if this process has not touched that page yet.
   void check_backed(uint64_t offset, uint64_t length, Operation op) const;
 
   // Bytes [offset, offset + length), checked as check_backed does. Touching
