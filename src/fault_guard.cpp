@@ -226,6 +226,10 @@ void pass_on(int slot, int sig, siginfo_t* info, void* context) noexcept {
 
 void on_sigbus(int slot, int sig, siginfo_t* info, void* context) noexcept {
   ThreadState& state = t_state;
+  // A fault the kernel raises is a new signal, not one passed back to us by a
+  // handler we called (those come raised, or called directly): any pass-on
+  // still counted was left by a handler that jumped out of it.
+  if (info != nullptr && info->si_code > 0) state.passing_on = 0;
   JumpPoint* const point = state.jump_point;
   // Inside a section of this thread, a fault is ours; a SIGBUS sent with
   // kill() by another process, or one we are passing on, is not.

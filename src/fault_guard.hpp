@@ -14,21 +14,25 @@
 //   faulthandler.enable() and .disable(), crash reporters, ASan). Our handler
 //   is installed again in front of it, remembering it as the one to pass
 //   signals on to. Changes made through tritonshm::SigbusHandlerChange (the
-//   Python package wraps signal.signal, faulthandler.enable and .disable with
-//   it) drain the sections in flight first and hold new ones back until ours
-//   is in front again, so no fault of ours ever reaches the new handler. Other
-//   changes (a C library's sigaction) are noticed by a check at the start of
-//   an outermost section, made once per tick of CLOCK_MONOTONIC_COARSE (a few
-//   milliseconds, about 5 ns to read) by the first section of any thread.
+//   Python package wraps _signal.signal, which signal.signal calls, and
+//   faulthandler.enable and .disable with it) drain the sections in flight
+//   first and hold new ones back until ours is in front again, so no fault of
+//   ours ever reaches the new handler. A section marks itself with a plain
+//   store to a per-thread flag; the change makes those stores visible before
+//   it reads them with membarrier() (or, where the kernel lacks it, each
+//   section pays a full fence). Other changes (a C library's sigaction) are
+//   noticed by a check at the start of an outermost section, made once per
+//   tick of CLOCK_MONOTONIC_COARSE (a few milliseconds; about 5 ns to read)
+//   by the first section of any thread.
 //
 // - SIGBUS blocked. The kernel delivers a fault whose signal is blocked with
 //   the default action (death), whatever the handler. Each thread reads its
 //   mask on its first section, once per tick, and at once through
 //   tritonshm::sigbus_mask_changed() (the Python package wraps
-//   signal.pthread_sigmask with it); a thread that blocks SIGBUS has it
+//   _signal.pthread_sigmask with it); a thread that blocks SIGBUS has it
 //   unblocked for each of its sections (two system calls each). A SIGBUS sent
 //   by kill() that lands in one is queued again for the process when the
-//   section ends (rt_sigqueueinfo, the sender's siginfo kept), where the
+//   section ends (rt_sigqueueinfo with the sender's pid and uid), where the
 //   threads that wait for it (sigwait) get it.
 //
 // - Signals that are not ours (a fault outside any section, a SIGBUS sent by
@@ -59,6 +63,10 @@
 //   that thread's next check (SigbusBlockedFromCIsNoticedAtTheNextTick).
 // - A copy that starts while a SigbusHandlerChange has lasted over 100 ms
 //   runs without waiting for it (see signal_setup.hpp).
+// - A handler we passed a signal sent by kill() to, that jumps out instead of
+//   returning, leaves this thread's count of nested pass-ons raised until its
+//   next section or fault; 16 such jumps in a row make the next signal sent
+//   to that thread end with the default action.
 #pragma once
 
 #include <cstddef>
@@ -75,9 +83,9 @@ struct Fault {
 // Runs fn(context); a SIGBUS raised by the kernel inside it ends it early and
 // is returned as a Fault. fn must not throw and must own nothing that needs a
 // destructor when it is cut short: keep allocations and objects outside it.
-// The outermost section of a thread costs two atomic additions and a read of
-// the coarse clock; no system call unless the clock ticked since the last
-// check or the thread blocks SIGBUS.
+// The outermost section of a thread costs a store to a per-thread flag and a
+// read of the coarse clock (about 13 ns in all with the jump point); no system
+// call unless the clock ticked since the last check or the thread blocks SIGBUS.
 [[nodiscard]] std::optional<Fault> run_guarded(void (*fn)(void*) noexcept, void* context) noexcept;
 
 // run_guarded over a callable, which must satisfy the same rules.

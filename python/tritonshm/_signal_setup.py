@@ -8,7 +8,7 @@ that moment would reach the new handler: Python's, which returns (the copy
 would fault again and again until the check), faulthandler's, which prints
 "Fatal Python error: Bus error", or the default action, which kills.
 
-So at import, tritonshm wraps the Python functions that change it:
+So at import, tritonshm wraps the functions through which Python changes it:
 
 - ``signal.signal(SIGBUS, ...)``, ``faulthandler.enable()`` and
   ``faulthandler.disable()`` run while no copy runs in another thread (the
@@ -18,21 +18,28 @@ So at import, tritonshm wraps the Python functions that change it:
   (a thread that blocks SIGBUS has it unblocked while it copies: the kernel
   kills a process whose fault's signal is blocked, whatever the handler).
 
-Each wrapper calls the function it replaces and returns what it returns.
-Code that took a reference to these functions before tritonshm was imported
-(``from signal import signal``) calls the originals; such changes, and changes
-made from C, are noticed at the guard's next check.
+``signal.signal`` and ``signal.pthread_sigmask`` are Python functions that
+call ``_signal.signal`` and ``_signal.pthread_sigmask`` each time: those are
+the ones wrapped, so references taken before tritonshm was imported (``from
+signal import signal``) are covered too. Each wrapper calls the function it
+replaces and returns what it returns. A reference to ``faulthandler.enable``
+or ``.disable``, or to the ``_signal`` functions, taken before the import, and
+changes made from C, are noticed at the guard's next check.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import functools
+import importlib
 import operator
 import signal
 from typing import Any
 
 from . import _core
+
+# The C half of the signal module (typeshed has no stub for it).
+_signal: Any = importlib.import_module("_signal")
 
 _MARK = "_tritonshm_fault_guard"
 
@@ -46,10 +53,10 @@ def _is_sigbus(signalnum: object) -> bool:
 
 def install() -> None:
     """Wraps the functions, once (importing tritonshm again is harmless)."""
-    if getattr(signal.signal, _MARK, False):
+    if getattr(_signal.signal, _MARK, False):
         return
-    original_signal = signal.signal
-    original_pthread_sigmask = signal.pthread_sigmask
+    original_signal = _signal.signal
+    original_pthread_sigmask = _signal.pthread_sigmask
     original_enable = faulthandler.enable
     original_disable = faulthandler.disable
 
@@ -81,7 +88,7 @@ def install() -> None:
 
     for wrapper in (signal_, pthread_sigmask, enable, disable):
         setattr(wrapper, _MARK, True)
-    signal.signal = signal_
-    signal.pthread_sigmask = pthread_sigmask
+    _signal.signal = signal_
+    _signal.pthread_sigmask = pthread_sigmask
     faulthandler.enable = enable
     faulthandler.disable = disable

@@ -4,6 +4,7 @@
 // Each case that can kill runs in a death test's child process.
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -109,11 +110,13 @@ bool died_as_before(int status) { return WIFEXITED(status) && WEXITSTATUS(status
 constexpr const char* kOnlyTheForeignReport = "foreign handler reported the fault\n";
 constexpr const char* kOnlyTheChainingHandler = "chaining handler ran\n";
 constexpr const char* kNoOtherHandler = "^AddressSanitizer:DEADLYSIGNAL\n=+\n[^\n]*ERROR: AddressSanitizer: BUS";
+constexpr const char* kTheirsCaughtOursRaised = "^their 100 faults caught, ours raised\nAddressSanitizer:DEADLYSIGNAL";
 #else
 bool died_as_before(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS; }
 constexpr const char* kOnlyTheForeignReport = "^foreign handler reported the fault\n$";
 constexpr const char* kOnlyTheChainingHandler = "^chaining handler ran\n$";
 constexpr const char* kNoOtherHandler = "^$";
+constexpr const char* kTheirsCaughtOursRaised = "^their 100 faults caught, ours raised\n$";
 #endif
 
 // How a change of the SIGBUS set-up is made: through SigbusHandlerChange (as
@@ -361,6 +364,51 @@ TEST(FaultGuardDeathTest, NestedSectionsReturnEachFaultToItsOwnSection) {
         std::exit(right ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");
+}
+
+// Like another library's own guard: it jumps out of the faults in its own
+// copies, and gives the others to the handler it replaced (put back: the
+// fault then repeats under it).
+sigjmp_buf g_their_jump;
+std::atomic<bool> g_their_copy{false};
+void their_guard(int sig, siginfo_t*, void*) {
+  if (g_their_copy) siglongjmp(g_their_jump, 1);
+  sigaction(sig, &g_replaced, nullptr);
+}
+
+// One copy of theirs into the shrunk part of the region: true if their guard
+// caught its fault.
+bool their_copy_faulted(const Region& region) {
+  if (sigsetjmp(g_their_jump, 0) != 0) {
+    g_their_copy = false;
+    return true;
+  }
+  g_their_copy = true;
+  touch_outside_our_copies(region);
+  g_their_copy = false;
+  return false;
+}
+
+TEST(FaultGuardDeathTest, FaultsAnotherGuardJumpsOutOfLeaveOursWorking) {
+  // Another guard installed before ours gets the faults of its copies from our
+  // handler (they are not ours) and jumps out of them, out of our pass-on too,
+  // many times over: our copies still raise, and a fault of neither still
+  // kills as before.
+  EXPECT_EXIT(
+      {
+        KeyJar jar;
+        struct sigaction theirs = plain_action(their_guard);
+        sigaction(SIGBUS, &theirs, &g_replaced);
+        auto region = shrunk_region(jar);  // ours in front, passing on to theirs
+        int theirs_caught = 0;
+        for (int i = 0; i < 100; ++i) theirs_caught += their_copy_faulted(*region) ? 1 : 0;
+        const bool ours_raised = write_raises(*region);
+        region->remove_if_owned();
+        if (theirs_caught != 100 || !ours_raised) std::exit(1);
+        say("their 100 faults caught, ours raised\n");
+        touch_outside_our_copies(*region);
+      },
+      died_as_before, kTheirsCaughtOursRaised);
 }
 
 TEST(FaultGuardDeathTest, ChangesDuringCopiesNeverReachTheNewHandler) {

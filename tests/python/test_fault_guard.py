@@ -143,6 +143,7 @@ def test_deserialize_bytes_tensor_of_a_shrunk_view_raises(make_key):
 # reaches the new handler; with them the change waits for the copy (holding
 # the GIL, as any long call does), which raises.
 DURING_A_COPY = """
+from signal import signal as signal_taken_before_import
 import faulthandler, os, signal, subprocess, sys, threading, time, numpy as np, tritonshm as shm
 key, change = sys.argv[1], sys.argv[2]
 size = 1 << 30
@@ -167,6 +168,9 @@ time.sleep(0.01)
 {
     "signal.signal(SIGBUS, handler)": lambda: signal.signal(signal.SIGBUS, lambda *a: print("PYTHON HANDLER RAN")),
     "signal.signal(SIGBUS, SIG_DFL)": lambda: signal.signal(signal.SIGBUS, signal.SIG_DFL),
+    "signal.signal taken before tritonshm was imported": (
+        lambda: signal_taken_before_import(signal.SIGBUS, signal.SIG_DFL)
+    ),
     "faulthandler.enable()": faulthandler.enable,
     "faulthandler.disable()": faulthandler.disable,
 }[change]()
@@ -182,6 +186,7 @@ shm.destroy_shared_memory_region(h)
     [
         "signal.signal(SIGBUS, handler)",
         "signal.signal(SIGBUS, SIG_DFL)",
+        "signal.signal taken before tritonshm was imported",
         "faulthandler.enable()",
         "faulthandler.disable()",
     ],
