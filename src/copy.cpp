@@ -60,11 +60,6 @@ std::optional<Fault> copy_elements(std::span<const std::string_view> sources, st
 
 }  // namespace
 
-std::optional<Fault> probe_readable(const std::byte* p) noexcept {
-  auto read = [p]() noexcept { [[maybe_unused]] const std::byte value = *static_cast<const volatile std::byte*>(p); };
-  return guarded(read);
-}
-
 std::optional<Fault> copy_guarded(std::byte* dst, const std::byte* src, std::size_t n, Destination to) noexcept {
   if (n == 0) return std::nullopt;
   if (n < kStreamThreshold) {

@@ -53,9 +53,4 @@ enum class Destination {
 [[nodiscard]] std::optional<Fault> serialize_bytes_guarded(std::span<const std::string_view> elements, std::byte* out,
                                                            std::size_t serialized_size, Destination to) noexcept;
 
-// Reads the byte at p under the guard: the fault if its page is not backed
-// (the object was shrunk below it). No system call unless the page is not yet
-// mapped into this process, which costs one minor page fault.
-[[nodiscard]] std::optional<Fault> probe_readable(const std::byte* p) noexcept;
-
 }  // namespace tritonshm::detail

@@ -36,6 +36,15 @@ std::string free_space_hint() {
   throw SharedMemoryError(what + ": " + os_error_text(err) + hint, err);
 }
 
+// ftruncate, retried on EINTR; returns 0 or the error.
+int truncate_to(int fd, uint64_t size) {
+  int rc;
+  do {
+    rc = ::ftruncate(fd, static_cast<off_t>(size));
+  } while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : errno;
+}
+
 // shm_open, retried on EINTR; returns -1 with errno set.
 int shm_open_fd(const std::string& name, int flags, mode_t mode) {
   int fd;
@@ -72,35 +81,21 @@ SharedMemoryObject SharedMemoryObject::create_unpublished(std::string_view key, 
       }
     }
   }
-  object.prepare(size, mode, reserve);  // on failure ~SharedMemoryObject removes the temporary name
+  // open() applies the umask; set the mode the caller asked for exactly.
+  if (::fchmod(object.fd_, mode) != 0) throw_os_error("setting its mode", errno);
+  object.size_unpublished(size, reserve);  // on failure ~SharedMemoryObject removes the temporary name
   return object;
 }
 
-void SharedMemoryObject::prepare(uint64_t size, mode_t mode, bool reserve_pages) {
-  // open() applies the umask; set the mode the caller asked for exactly.
-  if (::fchmod(fd_, mode) != 0) throw_os_error("setting its mode", errno);
+void SharedMemoryObject::size_unpublished(uint64_t size, bool reserve_pages) {
   if (size > static_cast<uint64_t>(INT64_MAX)) {
     throw SharedMemoryError("sizing it to " + std::to_string(size) + " bytes: larger than the largest file size");
   }
-  int rc;
-  do {
-    rc = ::ftruncate(fd_, static_cast<off_t>(size));
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    const int err = errno;
+  if (const int err = truncate_to(fd_, size); err != 0) {
     throw_os_error_with_hint("sizing it to " + std::to_string(size) + " bytes", err,
                              err == EFBIG || err == ENOSPC || err == EINVAL ? free_space_hint() : "");
   }
-  if (reserve_pages && size != 0) {
-    int err;
-    do {
-      err = ::posix_fallocate(fd_, 0, static_cast<off_t>(size));
-    } while (err == EINTR);
-    // A file system that cannot reserve (EOPNOTSUPP, ENOSYS): ftruncate alone.
-    if (err != 0 && err != EOPNOTSUPP && err != ENOSYS) {
-      throw_os_error_with_hint("reserving " + std::to_string(size) + " bytes", err, free_space_hint());
-    }
-  }
+  if (reserve_pages) reserve(size);
   read_status();
 }
 
@@ -186,15 +181,10 @@ void SharedMemoryObject::reserve(uint64_t size) {
     do {
       err = ::posix_fallocate(fd_, 0, static_cast<off_t>(size));
     } while (err == EINTR);
-    if ((err == EOPNOTSUPP || err == ENOSYS) && current_size() < size) {
-      // A file system that cannot reserve: grow without reserving. (Racy
-      // against a concurrent grower, but only where there is no fallocate.)
-      if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
-        err = errno;
-      else
-        err = 0;
-    }
-    if (err != 0 && err != EOPNOTSUPP && err != ENOSYS) {
+    // A file system that cannot reserve: grow without reserving. (Racy
+    // against a concurrent grower, but only where there is no fallocate.)
+    if (err == EOPNOTSUPP || err == ENOSYS) err = current_size() < size ? truncate_to(fd_, size) : 0;
+    if (err != 0) {
       throw_os_error_with_hint("reserving " + std::to_string(size) + " bytes", err,
                                err == ENOSPC || err == EFBIG ? free_space_hint() : "");
     }

@@ -6,9 +6,8 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <optional>
 
-#include "copy.hpp"
+#include "object_mapping.hpp"
 #include "tritonshm/detail/mapping.hpp"
 #include "tritonshm/detail/shared_memory_object.hpp"
 #include "tritonshm/error.hpp"
@@ -17,12 +16,6 @@
 // match them. What follows the prefix is ours: the OS error and a hint.
 namespace tritonshm::shm_utils {
 namespace {
-
-using detail::SharedMemoryObject;
-
-// Rounds an open-or-create may take when other processes create and remove
-// the same key meanwhile (as Region::open_or_create).
-constexpr int kCreateRounds = 8;
 
 std::string with_detail(const std::string& prefix, const std::string& detail) { return prefix + ": " + detail; }
 
@@ -47,37 +40,20 @@ std::string create_region(const std::string& key, std::size_t byte_size, int* fd
                                   " to requested size: " + std::to_string(byte_size) + " bytes";
   if (fd == nullptr) return with_detail(cannot_open, "shm_fd is null");
   *fd = -1;
-  for (int round = 0;; ++round) {
-    std::optional<SharedMemoryObject> object;
-    bool created = false;
-    try {
-      object = SharedMemoryObject::try_open(key);
-      if (!object) {
-        // Not published until sized and reserved: nobody sees it at size 0,
-        // and a failure below leaves no name behind.
-        object = SharedMemoryObject::create_unpublished(key, 0, 0600, /*reserve=*/false);
-        created = true;
-      }
-    } catch (const SharedMemoryError& e) {
-      return with_detail(cannot_open, e.detail() + descriptor_hint(e.os_error()));
-    }
-    try {
-      // Grows a smaller object, never shrinks a larger one: another process
-      // may have it mapped, and would die of SIGBUS touching the lost pages.
-      object->reserve(byte_size);
-    } catch (const SharedMemoryError& e) {
-      return with_detail(cannot_size, e.detail());  // ~SharedMemoryObject closes the descriptor
-    }
-    if (created) {
-      try {
-        object->publish();
-      } catch (const SharedMemoryError& e) {
-        if (e.os_error() == EEXIST && round < kCreateRounds) continue;  // created meanwhile: open theirs
-        return with_detail(cannot_open, e.detail());
-      }
-    }
-    *fd = object->release_fd();
+  // An existing object is reused and grown to byte_size if smaller, never
+  // shrunk: another process may have it mapped, and would die of SIGBUS
+  // touching the lost pages. A new one gets its key only once it is sized.
+  detail::Acquisition acquisition;
+  acquisition.size = byte_size;
+  acquisition.grow_existing = true;
+  acquisition.map = false;
+  detail::Step step = detail::Step::open;
+  try {
+    *fd = detail::acquire(detail::Acquire::open_or_create, key, acquisition, &step).object.release_fd();
     return {};
+  } catch (const SharedMemoryError& e) {
+    if (step == detail::Step::size) return with_detail(cannot_size, e.detail());
+    return with_detail(cannot_open, e.detail() + descriptor_hint(e.os_error()));
   }
 }
 
@@ -109,10 +85,8 @@ std::string map_region(int fd, std::size_t offset, std::size_t byte_size, void**
   }
   try {
     detail::Mapping mapping(fd, offset, byte_size);
-    // Another process may have shrunk the object since the fstat: the last
-    // byte, read under the SIGBUS guard, says whether the whole range is
-    // still backed (truncation removes pages from the end).
-    if (detail::probe_readable(mapping.data() + byte_size - 1)) {
+    // Another process may have shrunk the object since the fstat.
+    if (detail::probe_backed(mapping.data(), byte_size)) {
       return with_detail(cannot_map, "the object was shrunk by another process below offset + byte_size (" +
                                          std::to_string(offset + byte_size) + " bytes) while it was being mapped");
     }
@@ -135,7 +109,7 @@ std::string close_descriptor(int fd) {
 std::string unlink_region(const std::string& key) {
   const std::string cannot_unlink = "unable to unlink shared memory for key " + quote_key(key);
   try {
-    if (SharedMemoryObject::remove(key)) return {};
+    if (detail::SharedMemoryObject::remove(key)) return {};
     return with_detail(cannot_unlink, os_error_text(ENOENT) + "; no region has this key (unlinked already?)");
   } catch (const SharedMemoryError& e) {
     return with_detail(cannot_unlink, e.detail());

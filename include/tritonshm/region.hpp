@@ -22,15 +22,36 @@
 
 namespace tritonshm {
 
+namespace detail {
+
+// `count` elements of T at `offset` of a Region or a Slice (`of`), through its
+// bytes(): checked for overflow, bounds and backing, and for alignment.
+template <class T, class Bytes>
+std::span<T> elements_of(const Bytes& of, uint64_t offset, uint64_t count) {
+  static_assert(std::is_trivially_copyable_v<T>, "regions hold plain bytes");
+  if (count > UINT64_MAX / sizeof(T)) {
+    throw SharedMemoryError(Operation::read, of.key(), std::to_string(count) + " elements overflow 64 bits");
+  }
+  std::span<std::byte> b = of.bytes(offset, count * sizeof(T));
+  if (reinterpret_cast<std::uintptr_t>(b.data()) % alignof(T) != 0) {
+    throw SharedMemoryError(
+        Operation::read, of.key(),
+        "offset " + std::to_string(offset) + " is not aligned to " + std::to_string(alignof(T)) + " bytes");
+  }
+  return {reinterpret_cast<T*>(b.data()), static_cast<std::size_t>(count)};
+}
+
+}  // namespace detail
+
 struct RegionOptions {
   // Permission bits of a created region, applied exactly (no umask).
   mode_t mode = 0600;
   // Allocate every page at creation (posix_fallocate) so that a full /dev/shm
   // is an exception now rather than SIGBUS on the first write.
   bool reserve = true;
-  // Also fault every page into this process at creation, before the region
-  // has its name, so the first write runs at warm-copy speed. Makes creation
-  // cost about one page fault per 4 KiB.
+  // Also fault every page into this process's mapping at creation, once, so
+  // the first write runs at warm-copy speed. Makes creation cost one page
+  // fault per 4 KiB.
   bool prefault = false;
 };
 
@@ -75,12 +96,18 @@ class Region {
   // other code) keep the memory mapped after the region is released.
   const std::shared_ptr<const detail::Mapping>& mapping() const noexcept { return mapping_; }
 
+  // The size the kernel has now (another process may have changed it). One fstat.
+  uint64_t current_size() const { return object_.current_size(); }
+
   // Throws (as a failure of `op`) unless [offset, offset + length) lies inside
   // the region. No system call.
   void check_bounds(uint64_t offset, uint64_t length, Operation op) const;
   // check_bounds, and also that the range is still backed: reads its last byte
   // under the SIGBUS guard (truncation removes pages from the end, so if the
-  // last page is backed, the whole range is). No system call.
+  // last page is backed, the whole range is). No system call of its own; the
+  // guard makes one now and then (once per tick of the coarse clock; two per
+  // call in a thread that blocks SIGBUS), and the read costs a minor page
+  // fault if this process has not touched that page yet.
   void check_backed(uint64_t offset, uint64_t length, Operation op) const;
 
   // Bytes [offset, offset + length), checked as check_backed does. Touching
@@ -90,17 +117,7 @@ class Region {
   // `count` elements of T at `offset`, checked as bytes() does and for alignment.
   template <class T>
   std::span<T> as(uint64_t offset, uint64_t count) const {
-    static_assert(std::is_trivially_copyable_v<T>, "regions hold plain bytes");
-    if (count > UINT64_MAX / sizeof(T)) {
-      throw SharedMemoryError(Operation::read, key(), std::to_string(count) + " elements overflow 64 bits");
-    }
-    std::span<std::byte> b = bytes(offset, count * sizeof(T));
-    if (reinterpret_cast<std::uintptr_t>(b.data()) % alignof(T) != 0) {
-      throw SharedMemoryError(
-          Operation::read, key(),
-          "offset " + std::to_string(offset) + " is not aligned to " + std::to_string(alignof(T)) + " bytes");
-    }
-    return {reinterpret_cast<T*>(b.data()), static_cast<std::size_t>(count)};
+    return detail::elements_of<T>(*this, offset, count);
   }
 
   // Copies the parts one after another starting at `offset`. Every bound is
@@ -129,18 +146,7 @@ class Region {
   bool remove_if_owned() const;
 
  private:
-  friend class Slice;
   Region(detail::SharedMemoryObject object, std::shared_ptr<const detail::Mapping> mapping);
-  // The parts' total size; throws if it overflows 64 bits.
-  uint64_t total_size(std::span<const std::span<const std::byte>> parts) const;
-  // write_bytes with the elements' serialized size already summed.
-  void write_bytes_sized(uint64_t offset, std::span<const std::string_view> elements, uint64_t total) const;
-  // read_bytes, decoding only within [offset, offset + length) (checked by the caller).
-  std::vector<std::string_view> read_bytes_within(uint64_t offset, uint64_t length, uint64_t count) const;
-  // Reports a fault at `address` (nullptr: not known) during an access of
-  // `length` bytes at `offset`, blaming the region only if the address lies in
-  // its mapping (or, without one, if it is smaller than the mapping now).
-  [[noreturn]] void throw_fault(const void* address, uint64_t offset, uint64_t length, Operation op) const;
   detail::SharedMemoryObject object_;
   std::shared_ptr<const detail::Mapping> mapping_;
 };

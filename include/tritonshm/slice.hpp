@@ -1,8 +1,9 @@
 // A slice: a range [offset, offset + size) of a shared region, with the
 // region's reads and writes bounded by it. Every method takes offsets
 // relative to the slice and throws unless [at, at + length) lies inside it;
-// the region's own checks and SIGBUS guard then apply. A whole region is a
-// slice (Slice::whole), and so is a lease (Lease::slice()): a request's code
+// each access is then the region's own, the same code for both (under the
+// SIGBUS guard). A whole region is a slice (Slice::whole, whose bounds and
+// messages are the region's), and so is a lease (Lease::slice()): a request's code
 // cannot reach a neighbouring lease's bytes, and nobody computes
 // `lease.offset() + ...` by hand.
 //
@@ -45,8 +46,7 @@ class Slice {
   std::span<std::byte> bytes(uint64_t at, uint64_t length) const;
   template <class T>
   std::span<T> as(uint64_t at, uint64_t count) const {
-    check(at, count > UINT64_MAX / sizeof(T) ? UINT64_MAX : count * sizeof(T), Operation::read);
-    return region_->as<T>(offset_ + at, count);
+    return detail::elements_of<T>(*this, at, count);
   }
   void write(uint64_t at, std::span<const std::span<const std::byte>> parts) const;
   void write(uint64_t at, const void* data, uint64_t length) const;
@@ -62,7 +62,7 @@ class Slice {
   std::shared_ptr<Region> region_;
   uint64_t offset_ = 0;
   uint64_t size_ = 0;
-  bool whole_ = false;  // the whole region: its bounds, its messages
+  bool whole_ = false;  // made by whole(): the region's own messages
 };
 
 }  // namespace tritonshm

@@ -8,5 +8,6 @@
 #include "tritonshm/inventory.hpp"
 #include "tritonshm/region.hpp"
 #include "tritonshm/registry.hpp"
+#include "tritonshm/signal_setup.hpp"
 #include "tritonshm/slice.hpp"
 #include "tritonshm/tensor_codec.hpp"

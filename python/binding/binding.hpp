@@ -36,6 +36,7 @@ void bind_codecs(nb::module_& m);
 void bind_inventory(nb::module_& m);
 void bind_arena(nb::module_& m);
 void bind_copy_engine(nb::module_& m);
+void bind_signal_setup(nb::module_& m);
 
 // Copies of more bytes than this release the GIL; below it, releasing and
 // taking it back costs more than the copy.

@@ -11,4 +11,5 @@ NB_MODULE(_core, m) {
   bind_inventory(m);
   bind_arena(m);
   bind_copy_engine(m);
+  bind_signal_setup(m);
 }

@@ -5,6 +5,7 @@
 of ``tritonclient.utils`` are here too.
 """
 
+from . import _signal_setup
 from ._core import SharedMemoryException
 from .engine import CopyEngine, copy_engine
 from .shared_memory import (
@@ -27,6 +28,7 @@ from .tensor import (
 )
 
 SharedMemoryException.__module__ = "tritonshm"  # as tracebacks and reprs show it
+_signal_setup.install()  # the SIGBUS guard told of signal.signal, pthread_sigmask and faulthandler
 
 __version__ = "0.1.0"
 

@@ -67,8 +67,8 @@ def create_shared_memory_region(
     Beyond the reference: ``mode`` sets the permission bits of a created region
     exactly (default 0o600, owner only); ``reserve`` allocates its pages at once
     so that a full /dev/shm raises here instead of killing the process with
-    SIGBUS on write; ``prefault`` also maps every page in before the region gets
-    its name, so the first write runs at warm speed.
+    SIGBUS on write; ``prefault`` also maps every page in (once, into the
+    mapping the handle keeps), so the first write runs at warm speed.
 
     Raises SharedMemoryException if unable to create the shared memory region.
     """

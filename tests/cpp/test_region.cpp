@@ -1,7 +1,18 @@
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cctype>
+#include <cstddef>
+#include <cstdio>
 
 #include <atomic>
 #include <cerrno>
@@ -258,8 +269,8 @@ TEST(Region, FaultInTheSourceIsToldApartFromAShrunkRegion) {
   target->remove_if_owned();
 }
 
-// Prefaulting happens before the key exists, so no other process can watch
-// (or write) a half-made region, and a failure leaves no name behind.
+// The object is sized and its pages reserved before the key exists, so no
+// other process ever sees it smaller; prefaulting after changes no byte.
 TEST(Region, PrefaultedRegionAppearsWholeUnderItsKey) {
   KeyJar jar;
   const std::string key = jar.make();
@@ -314,4 +325,95 @@ TEST(Region, LiveRegionShowsUnderItsKeyInProcMaps) {
     EXPECT_EQ(descriptors, 1);
     region->remove_if_owned();
   }
+}
+
+namespace {
+
+// The bytes of the mapping that starts at `data` for which this process has
+// pages mapped (its Rss in /proc/self/smaps).
+uint64_t resident_bytes(const void* data) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool ours = false;
+  while (std::getline(smaps, line)) {
+    const auto dash = line.find('-');
+    if (dash != std::string::npos && line.find(' ') > dash && std::isxdigit(static_cast<unsigned char>(line[0]))) {
+      ours = std::stoull(line.substr(0, dash), nullptr, 16) == reinterpret_cast<std::uintptr_t>(data);
+    } else if (ours && line.rfind("Rss:", 0) == 0) {
+      return std::stoull(line.substr(4)) * 1024;
+    }
+  }
+  return 0;
+}
+
+long minor_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+// Creates a prefaulted region of 64 MiB; true if every page of the mapping
+// it keeps is mapped in, by one fault each (not two: the process's own
+// faults meanwhile are a handful).
+bool prefault_maps_each_page_in_once(KeyJar& jar) {
+  const std::string key = jar.make("prefault");
+  const uint64_t size = 64 << 20, pages = size / static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  RegionOptions options;
+  options.prefault = true;
+  const long before = minor_faults();
+  auto region = Region::create(key, size, options);
+  const auto faults = static_cast<uint64_t>(minor_faults() - before);
+  const uint64_t resident = resident_bytes(region->data());
+  region->remove_if_owned();
+  if (resident != size || faults < pages || faults >= pages + 256) {
+    std::fprintf(stderr, "resident %llu of %llu bytes, %llu faults for %llu pages\n",
+                 static_cast<unsigned long long>(resident), static_cast<unsigned long long>(size),
+                 static_cast<unsigned long long>(faults), static_cast<unsigned long long>(pages));
+    return false;
+  }
+  return true;
+}
+
+// Makes madvise(MADV_POPULATE_WRITE) fail with EINVAL, as kernels before
+// 5.14 do, for this process from now on (seccomp).
+bool refuse_madv_populate_write() {
+#if defined(__x86_64__)
+  constexpr uint32_t arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+  constexpr uint32_t arch = AUDIT_ARCH_AARCH64;
+#else
+  return false;
+#endif
+  constexpr uint32_t populate_write = 23;  // MADV_POPULATE_WRITE, which older headers lack
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 0, 5),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[2])),  // its low half: the advice
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, populate_write, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+}
+
+}  // namespace
+
+TEST(Region, PrefaultMapsInEachPageOfTheMappingInUseOnce) {
+  KeyJar jar;
+  EXPECT_TRUE(prefault_maps_each_page_in_once(jar));
+}
+
+TEST(RegionDeathTest, PrefaultWithoutMadvPopulateWriteMapsInEachPageOfTheMappingInUseOnce) {
+  EXPECT_EXIT(
+      {
+        KeyJar jar;
+        if (!refuse_madv_populate_write()) std::exit(2);
+        void* probe = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        const bool refused = madvise(probe, 4096, 23) != 0 && errno == EINVAL;
+        std::exit(refused && prefault_maps_each_page_in_once(jar) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }

@@ -2,6 +2,7 @@
 
 import gc
 import os
+import platform
 import stat
 import subprocess
 import sys
@@ -229,6 +230,69 @@ def test_prefault_option_creates_usable_region(make_key):
     shm.set_shared_memory_region(handle, [np.ones(1 << 18, np.float32)])
     assert shm.get_contents_as_numpy(handle, np.float32, [1 << 18]).sum() == 1 << 18
     shm.destroy_shared_memory_region(handle)
+
+
+# Creates a 64 MiB region with prefault=True, through the seed API or as an
+# arena region, and prints whether every page of the mapping it keeps (the one
+# under its key) is mapped in, by one minor fault each (not two: the
+# interpreter's own faults meanwhile are a handful). With "without
+# MADV_POPULATE_WRITE", a seccomp filter first makes that madvise fail with
+# EINVAL, as kernels before 5.14 do.
+PREFAULT = """
+import ctypes, mmap, os, platform, resource, struct, sys
+import tritonshm as shm
+from tritonshm import _core
+key, made_by, kernel = sys.argv[1:]
+if kernel == "without MADV_POPULATE_WRITE":
+    arch, madvise = {"x86_64": (0xC000003E, 28), "aarch64": (0xC00000B7, 233)}[platform.machine()]
+    LD, JEQ, RET = 0x20, 0x15, 0x06
+    program = [  # seccomp_data: nr at 0, arch at 4, args[2] (its low half) at 32
+        (LD, 0, 0, 4), (JEQ, 0, 5, arch), (LD, 0, 0, 0), (JEQ, 0, 3, madvise),
+        (LD, 0, 0, 32), (JEQ, 0, 1, 23), (RET, 0, 0, 0x00050000 | 22), (RET, 0, 0, 0x7FFF0000),
+    ]
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *f) for f in program))
+    fprog = struct.pack("HxxxxxxP", len(program), ctypes.addressof(filters))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    probe = mmap.mmap(-1, 4096)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(probe))
+    assert libc.madvise(ctypes.c_void_p(address), 4096, 23) == -1 and ctypes.get_errno() == 22
+size = 64 << 20
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+if made_by == "create_shared_memory_region":
+    handle = shm.create_shared_memory_region("p", key, size, create_only=True, prefault=True)
+else:
+    arena = _core.Arena(key[1:] + "_", size, 64, 0o600, True)  # its keys start with this prefix
+    arena.add_region(size)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+resident, ours = 0, False
+for line in open("/proc/self/smaps"):
+    if "-" in line.split(" ")[0]:
+        ours = "/dev/shm" + key in line
+    elif ours and line.startswith("Rss:"):
+        resident += int(line.split()[1]) * 1024
+pages = size // mmap.PAGESIZE
+print(resident == size, pages <= faults < pages + 256, (resident, faults, pages))
+if made_by == "create_shared_memory_region":
+    shm.destroy_shared_memory_region(handle)
+else:
+    arena.close()
+"""
+
+
+@pytest.mark.parametrize("made_by", ["create_shared_memory_region", "an arena region"])
+@pytest.mark.parametrize("kernel", ["with MADV_POPULATE_WRITE", "without MADV_POPULATE_WRITE"])
+def test_prefault_maps_in_each_page_of_the_mapping_in_use_once(made_by, kernel, make_key):
+    """prefault=True faults the pages into the mapping the region keeps, once:
+    not into a mapping that is then replaced (its key's descriptor is mapped
+    over it), and not twice."""
+    if kernel == "without MADV_POPULATE_WRITE" and platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"the seccomp filter knows the system call numbers of x86_64 and aarch64, not {platform.machine()}")
+    key = make_key("prefault")
+    result = subprocess.run([sys.executable, "-c", PREFAULT, key, made_by, kernel], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr[-2000:]
+    assert result.stdout.startswith("True True "), result.stdout
 
 
 def test_with_statement_destroys_the_region_on_exit(make_key):

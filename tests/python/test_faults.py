@@ -58,6 +58,29 @@ def test_full_dev_shm_raises_at_create_instead_of_sigbus():
 
 
 @needs_mount_namespace
+def test_prefault_without_reserve_on_a_full_dev_shm_raises_and_leaves_nothing():
+    """reserve=False leaves the pages to be found at first touch; prefault
+    touches them all at creation, under the guard: an exception, not SIGBUS."""
+    ours = in_small_dev_shm(
+        """
+        import os, tritonshm as shm
+        try:
+            shm.create_shared_memory_region("big", "/no_room", 4 << 20, reserve=False, prefault=True)
+        except shm.SharedMemoryException as e:
+            print("RAISED:", e)
+        print("LEFT:", os.listdir("/dev/shm"))
+        """
+    )
+    assert (ours.returncode, ours.stderr) == (0, ""), (ours.returncode, ours.stderr)
+    assert ours.stdout.splitlines() == [
+        "RAISED: unable to create the shared memory region '/no_room': faulting its 4194304 bytes in (prefault): a "
+        "page could not be backed (/dev/shm is full and the region was created without reserving its pages, or "
+        "another process shrank it)",
+        "LEFT: []",
+    ]
+
+
+@needs_mount_namespace
 def test_reference_dies_of_sigbus_where_we_raise():
     reference = in_small_dev_shm(
         """

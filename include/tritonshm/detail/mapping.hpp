@@ -25,15 +25,18 @@ class Mapping {
   std::byte* data() const noexcept { return data_; }
   uint64_t size() const noexcept { return size_; }
 
-  // Faults every page in for writing now, so the first copy into a fresh
-  // region runs at warm speed. Only for an object nobody else can see yet:
-  // where the kernel lacks MADV_POPULATE_WRITE it rewrites one byte per page.
-  void prefault_unpublished() noexcept;
+  // Faults every page in for writing, once, so that the first copy into a
+  // fresh region runs at warm speed; changes no byte, so other processes may
+  // use the object meanwhile. MADV_POPULATE_WRITE (Linux 5.14+), else an
+  // atomic add of 0 to one byte per page under the SIGBUS guard. Throws if a
+  // page cannot be backed (an object created without reserving its pages on a
+  // full /dev/shm, or one that another process shrank).
+  void prefault();
   // Maps `fd` (the same object, opened again) in place of the current file,
-  // at the same address, so that /proc/PID/maps shows fd's path; with
-  // `populate`, faults the pages in again (MADV_POPULATE_WRITE, where the
-  // kernel has it). Throws if the kernel refuses, leaving nothing mapped.
-  void rebind(int fd, bool populate);
+  // at the same address, so that /proc/PID/maps shows fd's path. The pages
+  // are not mapped in again: prefault after this. Throws if the kernel
+  // refuses, leaving nothing mapped.
+  void rebind(int fd);
 
   // Hands the pages to the caller, who unmaps them (munmap(data, size));
   // this object then maps nothing.

@@ -32,6 +32,9 @@ class SharedMemoryObject {
   // (mapping, prefaulting) on it, then publish(): no other process can ever
   // see it half made.
   static SharedMemoryObject create_unpublished(std::string_view key, uint64_t size, mode_t mode, bool reserve);
+  // Sizes an object not yet published to `size` bytes, every page allocated
+  // with `reserve`, as create_unpublished does (which calls it).
+  void size_unpublished(uint64_t size, bool reserve);
   // Gives the object its key in one step; fails with EEXIST if the key exists.
   // From then on this process owns it: owns() and remove_if_owned(), and fd()
   // is a descriptor opened by the key (map through it, so that /proc/PID/maps
@@ -92,7 +95,6 @@ class SharedMemoryObject {
   SharedMemoryObject() = default;
   void read_status();
   void reopen_by_key() noexcept;
-  void prepare(uint64_t size, mode_t mode, bool reserve_pages);
   void close_and_forget() noexcept;
   int fd_ = -1;
   std::string key_;
