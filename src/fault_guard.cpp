@@ -526,7 +526,8 @@ void after_fork_in_child() noexcept {
 
 std::optional<Fault> run_guarded(void (*fn)(void*) noexcept, void* context) noexcept {
   ThreadState& state = t_state;
-  JumpPoint* const outer = state.jump_point;  // sections nest: restore the caller's
+  // volatile: it is read again after siglongjmp, which may not restore a register.
+  JumpPoint* const volatile outer = state.jump_point;  // sections nest: restore the caller's
   if (outer == nullptr) enter_section();
   JumpPoint point;
   point.fault_address = nullptr;
