@@ -6,11 +6,17 @@ each thread with its own client through `client=`, as tritonclient's HTTP
 client is not thread-safe; an AsyncSharedMemoryPool on a grpc.aio client in a
 thread of its own with its own event loop, several requests in flight) start
 small and grow, while threads and tasks send requests
-of mixed models and sizes (scale with variable dims, detect whose output's
-length depends on the content, simple with a fixed shape; 4 KiB to 16 MiB;
-some with copy=False). Every result is checked. Mid-run another client
-unregisters every region on the server (as perf_analyzer does at start), and
-later the server is stopped and started again on the same ports.
+of mixed models and sizes (scale with variable dims, detect and detect2 whose
+outputs' lengths depend on the content, sample whose output's length changes
+on every run, simple with a fixed shape; 4 KiB to 16 MiB; some with
+copy=False). Meanwhile requests to a slow model are given up on while the
+server still runs them: a gRPC client_timeout, an HTTP network_timeout, an
+asyncio.wait_for and a cancelled task, one after another; the server writes
+their outputs after the client left, so memory lent again too early would
+corrupt other requests' results. Every element of every result is checked.
+Mid-run another client unregisters every region on the server (as
+perf_analyzer does at start), and later the server is stopped and started
+again on the same ports.
 
 Requests that fail while the server is down (from the moment it is stopped
 until it is back and the pools' clients see it ready) are outages: counted,
@@ -26,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import itertools
 import os
 import pathlib
 import re
@@ -89,29 +96,97 @@ class _Tally:
             self.examples.setdefault(key, path)
 
 
-def _request(rng: np.random.Generator) -> Tuple[str, Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-    """A model, its inputs and the outputs it must return."""
+GIVE_UP_AFTER_S = 0.2  # below the slow model's SLOW_SECONDS
+
+
+def _sampled(value: float) -> Callable[[np.ndarray], bool]:
+    """What `sample` must return: 900-1099 elements, each 2 * INPUT0[0]."""
+    low, high = server_module().SAMPLE_LENGTHS
+    return lambda got: got.ndim == 1 and low <= got.shape[0] < high and bool(np.all(got == np.float32(2 * value)))
+
+
+def _request(rng: np.random.Generator) -> Tuple[str, Dict[str, np.ndarray], Dict[str, Any]]:
+    """A model, its inputs and the outputs it must return (an array, or a check)."""
     server = server_module()
     choice = rng.random()
+    if choice < 0.05:
+        value = float(rng.integers(1, 1000))
+        return "sample", {"INPUT0": np.full(4, value, np.float32)}, {"OUTPUT0": _sampled(value)}
     if choice < 0.1:
+        x = rng.random(int(rng.integers(1, 1 << 16)), dtype=np.float32)
+        found = server.detect_expected(x)
+        return "detect2", {"INPUT0": x}, {"BOXES": np.repeat(found[:, None], 4, axis=1), "SCORES": found}
+    if choice < 0.2:
         batch = int(rng.integers(1, 9))
         a = rng.integers(-1000, 1000, (batch, 16), dtype=np.int32)
         b = rng.integers(-1000, 1000, (batch, 16), dtype=np.int32)
         return "simple", {"INPUT0": a, "INPUT1": b}, {"OUTPUT0": a + b, "OUTPUT1": a - b}
     size = int(rng.choice([s for s, _ in SIZES], p=[w for _, w in SIZES]))
     n = size // 4 - int(rng.integers(0, 16))  # not always a round size
-    if choice < 0.4:
+    if choice < 0.45:
         x = rng.random(n, dtype=np.float32)
         return "detect", {"INPUT0": x}, {"OUTPUT0": server.detect_expected(x)}
     x = rng.random((1, n), dtype=np.float32)
     return "scale", {"INPUT0": x}, {"OUTPUT0": 2 * x}
 
 
-def _check(result: Dict[str, Any], expected: Dict[str, np.ndarray], model: str) -> None:
+def _check(result: Dict[str, Any], expected: Dict[str, Any], model: str) -> None:
+    """Every element of every output, or the output's own check."""
     for name, want in expected.items():
         got = result[name]
-        if got.shape != want.shape or not np.array_equal(got, want):
+        if callable(want):
+            if not want(got):
+                raise AssertionError(f"{model} {name}: wrong result (shape {got.shape})")
+        elif got.shape != want.shape or not np.array_equal(got, want):
             raise AssertionError(f"{model} {name}: wrong result (shape {got.shape}, expected {want.shape})")
+
+
+def _slow_request(rng: np.random.Generator) -> Tuple[Dict[str, np.ndarray], Dict[str, int], np.ndarray]:
+    """A request to `slow` with its output in shared memory: inputs, output_sizes, expected."""
+    x = np.full(int(rng.integers(1 << 14, 1 << 18)), float(rng.integers(1, 1000)), np.float32)
+    return {"INPUT0": x}, {"OUTPUT0": x.nbytes}, 2 * x
+
+
+GiveUpSetup = Callable[
+    [], Tuple[Callable[[Dict[str, np.ndarray], Dict[str, int]], None], Callable[..., Any], Callable[[], None]]
+]
+
+
+def _give_up_worker(setup: GiveUpSetup, seed: int, stop: threading.Event, attempts: _Attempts) -> None:
+    """Gives up on slow requests while the server runs them (give_up must
+    raise _GaveUp), each followed by a wait as long as the model runs, so that
+    the server's queue stays short; every third request is waited for and
+    checked. setup() runs in the thread: (give_up, infer, cleanup)."""
+    give_up, infer, cleanup = setup()
+    rng = np.random.default_rng(seed)
+    outage = attempts.outage
+    try:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            inputs, sizes, expected = _slow_request(rng)
+            epoch = outage.epoch
+            try:
+                if i % 3 == 2:
+                    _check(infer("slow", inputs, output_sizes=sizes), {"OUTPUT0": expected}, "slow")
+                    attempts.succeeded()
+                else:
+                    give_up(inputs, sizes)
+                    attempts.tally.fail(AssertionError("a request meant to time out did not"), attempts.where)
+            except _GaveUp:
+                attempts.tally.add("given up on")
+            except Exception as error:  # noqa: BLE001 - each one is counted and reported
+                if attempts.failed_of_outage(error, epoch):
+                    outage.up.wait(timeout=600)
+            time.sleep(server_module().SLOW_SECONDS + 0.1)
+    except Exception as error:  # noqa: BLE001 - a worker that dies is a failure, never a silent pass
+        attempts.tally.fail(error, f"{attempts.where} worker died")
+    finally:
+        cleanup()
+
+
+class _GaveUp(Exception):
+    """The client gave up as it was meant to."""
 
 
 class _Attempts:
@@ -221,7 +296,34 @@ def _aio_worker(
                             attempts.tally.add("retried after outage")
                     seen.update(pool.region_names)
 
-            await asyncio.gather(*(task(i) for i in range(tasks)))
+            async def give_up() -> None:
+                """A slow request abandoned by asyncio.wait_for, then one cancelled, in turn."""
+                rng = np.random.default_rng(seed + tasks)
+                for i in itertools.count():
+                    if stop.is_set():
+                        return
+                    inputs, sizes, expected = _slow_request(rng)
+                    epoch = outage.epoch
+                    request = pool.infer_async("slow", inputs, output_sizes=sizes)
+                    try:
+                        if i % 2 == 0:
+                            await asyncio.wait_for(request, GIVE_UP_AFTER_S)
+                        else:
+                            running = asyncio.ensure_future(request)
+                            await asyncio.sleep(GIVE_UP_AFTER_S)
+                            running.cancel()
+                            await running
+                        attempts.tally.fail(AssertionError("a request meant to be given up on ended"), "aio give-up")
+                    except (asyncio.TimeoutError, asyncio.CancelledError):
+                        attempts.tally.add("given up on")
+                    except Exception as error:  # noqa: BLE001 - each one is counted and reported
+                        if attempts.failed_of_outage(error, epoch):
+                            while not outage.up.is_set():
+                                await asyncio.sleep(0.2)
+                    await asyncio.sleep(server_module().SLOW_SECONDS + 0.1)
+                    del expected
+
+            await asyncio.gather(give_up(), *(task(i) for i in range(tasks)))
         finally:
             seen.update(pool.region_names)
             stats["aio"] = pool_stats(pool)
@@ -349,6 +451,51 @@ def run_soak(minutes: float, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]
 
             return infer, lambda: _wait_ready(own, time.monotonic() + 120), own.close
 
+        def grpc_give_up_setup() -> Tuple[Any, Any, Any]:
+            pool = pools["grpc"]
+
+            def give_up(inputs: Dict[str, np.ndarray], sizes: Dict[str, int]) -> None:
+                try:
+                    pool.infer("slow", inputs, output_sizes=sizes, client_timeout=GIVE_UP_AFTER_S)
+                except Exception as error:
+                    if "DEADLINE_EXCEEDED" in str(getattr(error, "status", lambda: "")()):
+                        raise _GaveUp() from error
+                    raise
+
+            def infer(model: str, inputs: Any, **kwargs: Any) -> Dict[str, Any]:
+                return pool.infer(model, inputs, client_timeout=REQUEST_TIMEOUT_S, **kwargs)
+
+            return give_up, infer, lambda: None
+
+        def http_give_up_setup() -> Tuple[Any, Any, Any]:
+            pool = pools["http"]
+            impatient = http.InferenceServerClient(urls["http"], network_timeout=GIVE_UP_AFTER_S)
+            patient = http.InferenceServerClient(urls["http"], network_timeout=REQUEST_TIMEOUT_S)
+
+            def give_up(inputs: Dict[str, np.ndarray], sizes: Dict[str, int]) -> None:
+                try:
+                    pool.infer("slow", inputs, output_sizes=sizes, client=impatient)
+                except TimeoutError as error:
+                    raise _GaveUp() from error
+
+            def infer(model: str, inputs: Any, **kwargs: Any) -> Dict[str, Any]:
+                return pool.infer(model, inputs, client=patient, **kwargs)
+
+            def cleanup() -> None:
+                impatient.close()
+                patient.close()
+
+            return give_up, infer, cleanup
+
+        for where, give_up_setup in (("grpc", grpc_give_up_setup), ("http", http_give_up_setup)):
+            threads.append(
+                threading.Thread(
+                    target=_give_up_worker,
+                    args=(give_up_setup, 3000 + len(threads), stop, _Attempts(outage, tally, f"{where} give-up")),
+                    name=f"soak-{where}-give-up",
+                    daemon=True,
+                )
+            )
         for i in range(GRPC_THREADS + HTTP_THREADS):
             where, setup = ("grpc", grpc_setup) if i < GRPC_THREADS else ("http", http_setup)
             threads.append(
@@ -433,6 +580,7 @@ def run_soak(minutes: float, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]
         "failures": counts.get("failures", 0),
         "failed_during_outage": counts.get("failed during outage", 0),
         "retried_after_outage": counts.get("retried after outage", 0),
+        "given_up_on": counts.get("given up on", 0),
         "failure_kinds": dict(tally.failures),
         "ok_by_phase": {k[len("ok in phase ") :]: v for k, v in sorted(counts.items()) if k.startswith("ok in phase ")},
         "events": events,
@@ -440,6 +588,9 @@ def run_soak(minutes: float, faults: Tuple[str, ...] = FAULTS) -> Dict[str, Any]
         "regions_seen": len(seen_names),
         "leftovers": leftovers,
     }
+    if outcome["given_up_on"] == 0:
+        outcome["failures"] += 1
+        outcome["failure_kinds"]["no request was given up on: the timeouts were not exercised"] = 1
     if "restart" in faults and outcome["ok_after_restart"] == 0:
         outcome["failures"] += 1
         outcome["failure_kinds"]["no request succeeded after the restart"] = 1
@@ -457,7 +608,8 @@ def summary(outcome: Dict[str, Any], examples: Optional[Dict[str, str]] = None) 
         f"({outcome['ok_after_restart']} after the restart), {outcome['failures']} failures, "
         f"{outcome['failed_during_outage']} failed while the server was down "
         f"({outcome['retried_after_outage']} run again once it was back), "
-        f"{outcome['regions_seen']} region names seen",
+        f"{outcome['regions_seen']} region names seen, {outcome['given_up_on']} requests given up on "
+        "while the server ran them",
     ]
     for phase, count in outcome["ok_by_phase"].items():
         out.append(f"  right in phase {phase}: {count}")

@@ -23,12 +23,17 @@ void count_fork_in_child() noexcept { fork_generation.fetch_add(1, std::memory_o
 
 }  // namespace
 
+// pending: added, not yet registered by the caller; committed: leases come
+// from it; retired: never again (a request that gave up may still be
+// written by the server), removed once its leases are released.
+enum class SlotState { pending, committed, retired };
+
 struct ArenaSlot {
   std::shared_ptr<const ArenaRegion> info;  // null: a free slot
   std::shared_ptr<Region> region;           // null once removed or closed
   std::map<uint64_t, uint64_t> free;        // offset -> length, coalesced
   uint64_t leased = 0;
-  bool committed = false;  // pending until the caller's registration is done
+  SlotState state = SlotState::pending;
 };
 
 struct ArenaState {
@@ -55,7 +60,8 @@ struct ArenaState {
     throw SharedMemoryError(Operation::lease, "",
                             "the arena belongs to process " + std::to_string(creator) +
                                 " that created it; this is a forked child (pid " + std::to_string(::getpid()) +
-                                "): create a new arena here");
+                                "): create a new arena here",
+                            Reason::forked_child);
   }
 
   void give_back(std::size_t index, uint64_t offset, uint64_t size) noexcept {
@@ -88,12 +94,12 @@ struct ArenaState {
            (options.max_bytes == UINT64_MAX ? std::string("none") : std::to_string(options.max_bytes) + " bytes");
   }
 
-  std::vector<ArenaRegion> listed(bool committed) const {
+  std::vector<ArenaRegion> listed(SlotState state) const {
     check_owned_here();
     std::lock_guard lock(mutex);
     std::vector<ArenaRegion> out;
     for (const ArenaSlot& slot : slots)
-      if (slot.region && slot.committed == committed) out.push_back(*slot.info);
+      if (slot.region && slot.state == state) out.push_back(*slot.info);
     return out;
   }
 };
@@ -126,7 +132,9 @@ std::string random_hex() {
   return text;
 }
 
-std::string closed_text() { return "the arena is closed"; }
+SharedMemoryError closed_error() {
+  return SharedMemoryError(Operation::lease, "", "the arena is closed", Reason::closed);
+}
 
 }  // namespace
 
@@ -198,10 +206,11 @@ ArenaRegion Arena::add_region(uint64_t size) {
   std::string key;
   {
     std::lock_guard lock(s.mutex);
-    if (s.closed) throw SharedMemoryError(Operation::lease, "", closed_text());
+    if (s.closed) throw closed_error();
     if (size > s.options.max_bytes - std::min<uint64_t>(s.capacity, s.options.max_bytes)) {
       throw SharedMemoryError(Operation::lease, "",
-                              "a new region of " + std::to_string(size) + " bytes would pass the limit: " + s.usage());
+                              "a new region of " + std::to_string(size) + " bytes would pass the limit: " + s.usage(),
+                              Reason::limit_reached);
     }
     key = "/" + s.stem + "_" + std::to_string(s.next_region++);
     s.capacity += size;  // claimed now, so that two callers cannot both pass the limit
@@ -228,22 +237,36 @@ ArenaRegion Arena::add_region(uint64_t size) {
   }
   // close() ran meanwhile and could not see this region: it goes the same way.
   region->remove_if_owned();
-  throw SharedMemoryError(Operation::lease, "", closed_text());
+  throw closed_error();
 }
 
 void Arena::commit_region(std::string_view name) {
   detail::ArenaState& s = *state_;
   s.check_owned_here();
   std::lock_guard lock(s.mutex);
-  if (s.closed) throw SharedMemoryError(Operation::lease, "", closed_text());
+  if (s.closed) throw closed_error();
   for (detail::ArenaSlot& slot : s.slots) {
-    if (slot.region && !slot.committed && slot.info->name == name) {
-      slot.committed = true;
+    if (slot.region && slot.state == detail::SlotState::pending && slot.info->name == name) {
+      slot.state = detail::SlotState::committed;
       ++s.committed_regions;
       return;
     }
   }
   throw SharedMemoryError(Operation::lease, "", "the arena has no pending region named " + quote_key(name));
+}
+
+bool Arena::retire_region(std::string_view name) {
+  detail::ArenaState& s = *state_;
+  s.check_owned_here();
+  std::lock_guard lock(s.mutex);
+  for (detail::ArenaSlot& slot : s.slots) {
+    if (slot.region && slot.info->name == name) {
+      if (slot.state == detail::SlotState::committed) --s.committed_regions;
+      slot.state = detail::SlotState::retired;
+      return true;
+    }
+  }
+  return false;
 }
 
 bool Arena::remove_region(std::string_view name) {
@@ -256,7 +279,7 @@ bool Arena::remove_region(std::string_view name) {
       if (slot.region && slot.info->name == name && slot.leased == 0) {
         region = std::move(slot.region);
         s.capacity -= slot.info->size;
-        if (slot.committed) --s.committed_regions;
+        if (slot.state == detail::SlotState::committed) --s.committed_regions;
         slot = detail::ArenaSlot{};  // free for the next add_region
         break;
       }
@@ -276,10 +299,10 @@ std::optional<Lease> Arena::try_lease(uint64_t bytes) {
   }
   const uint64_t size = round_up(bytes == 0 ? 1 : bytes, alignment);
   std::lock_guard lock(s.mutex);
-  if (s.closed) throw SharedMemoryError(Operation::lease, "", closed_text());
+  if (s.closed) throw closed_error();
   for (std::size_t i = 0; i < s.slots.size(); ++i) {
     detail::ArenaSlot& slot = s.slots[i];
-    if (!slot.committed) continue;  // the server may not know it yet
+    if (slot.state != detail::SlotState::committed) continue;  // unknown to the server yet, or retired
     // First fit. Free blocks start aligned (regions are page aligned and every
     // lease is a multiple of the alignment), so no padding is needed.
     for (auto it = slot.free.begin(); it != slot.free.end(); ++it) {
@@ -314,8 +337,9 @@ uint64_t Arena::max_bytes() const noexcept { return state_->options.max_bytes; }
 uint64_t Arena::alignment() const noexcept { return state_->options.alignment; }
 bool Arena::owned_here() const noexcept { return state_->owned_here(); }
 
-std::vector<ArenaRegion> Arena::regions() const { return state_->listed(true); }
-std::vector<ArenaRegion> Arena::pending_regions() const { return state_->listed(false); }
+std::vector<ArenaRegion> Arena::regions() const { return state_->listed(detail::SlotState::committed); }
+std::vector<ArenaRegion> Arena::pending_regions() const { return state_->listed(detail::SlotState::pending); }
+std::vector<ArenaRegion> Arena::retired_regions() const { return state_->listed(detail::SlotState::retired); }
 
 void Arena::close() noexcept {
   detail::ArenaState& s = *state_;
@@ -327,7 +351,7 @@ void Arena::close() noexcept {
     s.closed = true;
     for (detail::ArenaSlot& slot : s.slots) {
       if (slot.region) regions.push_back(std::move(slot.region));  // leases keep their own reference
-      slot.committed = false;
+      slot.state = detail::SlotState::pending;
     }
     s.capacity = 0;
     s.committed_regions = 0;

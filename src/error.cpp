@@ -69,6 +69,25 @@ SharedMemoryError::SharedMemoryError(Operation op, std::string key, std::string 
       detail_(std::move(detail)),
       os_error_(os_error) {}
 
+SharedMemoryError::SharedMemoryError(Operation op, std::string key, std::string detail, Reason reason)
+    : SharedMemoryError(op, std::move(key), std::move(detail)) {
+  reason_ = reason;
+}
+
+std::string_view reason_name(Reason reason) noexcept {
+  switch (reason) {
+    case Reason::none:
+      return "";
+    case Reason::limit_reached:
+      return "limit_reached";
+    case Reason::closed:
+      return "closed";
+    case Reason::forked_child:
+      return "forked_child";
+  }
+  return "";
+}
+
 std::string os_error_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
 
 void throw_os_error(const std::string& what, int err) {

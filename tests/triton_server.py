@@ -19,6 +19,16 @@ own.
                   fixed_elements=...), as each model adds about 2 s to the server's start
   detect          FP32 INPUT0 [n] (no batching) -> OUTPUT0 = the elements > 0.5, in
                   order: the output's length depends on the content
+  detect2         the same with two outputs that grow together: BOXES [k, 4] (each
+                  detection repeated) and SCORES [k]
+  sample          FP32 INPUT0 [n] -> OUTPUT0 of a length drawn anew on every run
+                  (900-1099 elements of 2 * INPUT0[0]), as sampling and generation do
+  slow            FP32 INPUT0 [n] -> OUTPUT0 = 2 * INPUT0 after SLOW_SECONDS: a client
+                  timeout gives up while the server still runs it
+  counted         FP32 INPUT0 [n] -> OUTPUT0 = 2 * INPUT0, RUNS = [how many times it ran],
+                  to count model runs through the server
+  overflowing     FP32 INPUT0 [16] (max_batch_size 1) -> OUTPUT0 of 32 elements: more than
+                  its configuration's fixed dims (16,), which Triton lets through
 
 Run:  python tests/triton_server.py --http-port 8000 --grpc-port 8001 [--open-statistics] [--fixed-shape-models]
 (examples/pytriton_server.py is the short example for users.)
@@ -45,6 +55,10 @@ import numpy as np
 # The benchmark table's sizes (4 KiB, 64 KiB, 1 MiB, 16 MiB, 64 MiB) in FP32 elements.
 FIXED_ELEMENTS = (1 << 10, 1 << 14, 1 << 18, 1 << 22, 1 << 24)
 DETECT_THRESHOLD = np.float32(0.5)
+
+
+SLOW_SECONDS = 0.6
+SAMPLE_LENGTHS = (900, 1100)
 
 
 def fixed_model(elements: int) -> str:
@@ -113,6 +127,60 @@ def _detect() -> Any:
     return infer
 
 
+def _detect2() -> Any:
+    def infer(requests):
+        found = [detect_expected(request["INPUT0"]) for request in requests]
+        return [{"BOXES": np.repeat(f[:, None], 4, axis=1), "SCORES": f} for f in found]
+
+    return infer
+
+
+def _sample() -> Any:
+    rng = np.random.default_rng(2024)
+
+    def infer(requests):
+        return [
+            {"OUTPUT0": np.full(int(rng.integers(*SAMPLE_LENGTHS)), 2 * request["INPUT0"][0], np.float32)}
+            for request in requests
+        ]
+
+    return infer
+
+
+def _slow() -> Any:
+    def infer(requests):
+        time.sleep(SLOW_SECONDS)
+        return [{"OUTPUT0": request["INPUT0"] * np.float32(2)} for request in requests]
+
+    return infer
+
+
+def _counted() -> Any:
+    runs = [0]
+    lock = threading.Lock()
+
+    def infer(requests):
+        outputs = []
+        for request in requests:
+            with lock:
+                runs[0] += 1
+                count = runs[0]
+            outputs.append({"OUTPUT0": request["INPUT0"] * np.float32(2), "RUNS": np.array([count], np.int64)})
+        return outputs
+
+    return infer
+
+
+def _overflowing() -> Any:
+    from pytriton.decorators import batch
+
+    @batch
+    def infer(INPUT0):
+        return {"OUTPUT0": np.concatenate([INPUT0, INPUT0], axis=1) * np.float32(2)}
+
+    return infer
+
+
 def bind_models(triton: Any, fixed_elements: Sequence[int] = ()) -> None:
     """Binds every model above, scale_fixed_<n> for each n in fixed_elements."""
     from pytriton.model_config import ModelConfig, Tensor
@@ -172,6 +240,41 @@ def bind_models(triton: Any, fixed_elements: Sequence[int] = ()) -> None:
         inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
         outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,))],
         config=ModelConfig(batching=False),
+    )
+    triton.bind(
+        model_name="detect2",
+        infer_func=_detect2(),
+        inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
+        outputs=[
+            Tensor(name="BOXES", dtype=np.float32, shape=(-1, 4)),
+            Tensor(name="SCORES", dtype=np.float32, shape=(-1,)),
+        ],
+        config=ModelConfig(batching=False),
+    )
+    for name, infer_func in (("sample", _sample()), ("slow", _slow())):
+        triton.bind(
+            model_name=name,
+            infer_func=infer_func,
+            inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
+            outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,))],
+            config=ModelConfig(batching=False),
+        )
+    triton.bind(
+        model_name="counted",
+        infer_func=_counted(),
+        inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(-1,))],
+        outputs=[
+            Tensor(name="OUTPUT0", dtype=np.float32, shape=(-1,)),
+            Tensor(name="RUNS", dtype=np.int64, shape=(1,)),
+        ],
+        config=ModelConfig(batching=False),
+    )
+    triton.bind(
+        model_name="overflowing",
+        infer_func=_overflowing(),
+        inputs=[Tensor(name="INPUT0", dtype=np.float32, shape=(16,))],
+        outputs=[Tensor(name="OUTPUT0", dtype=np.float32, shape=(16,))],
+        config=ModelConfig(max_batch_size=1),
     )
 
 

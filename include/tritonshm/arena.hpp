@@ -103,12 +103,20 @@ class Arena {
 
   // Creates a region of `size` bytes, pending: no lease comes from it until
   // commit_region (register it with the server in between). Throws, saying
-  // how much is leased, if it would take the arena past max_bytes.
+  // how much is leased, if it would take the arena past max_bytes
+  // (reason() is Reason::limit_reached).
   ArenaRegion add_region(uint64_t size);
   // Makes the pending region `name` leasable. Throws if there is none.
   void commit_region(std::string_view name);
-  // Removes a region, pending or committed, none of whose bytes are leased
-  // (its registration failed, say). Returns whether it did.
+  // Takes a region out of service for good: no lease comes from it again.
+  // For a region whose bytes a server may still write after the caller gave
+  // up on a request (a timeout, a cancellation): reusing them could hand the
+  // next request the abandoned one's output. Its live leases stay valid;
+  // remove_region() takes it once they are released. Returns whether the
+  // arena has a region of that name.
+  bool retire_region(std::string_view name);
+  // Removes a region, pending, committed or retired, none of whose bytes are
+  // leased (its registration failed, say). Returns whether it did.
   bool remove_region(std::string_view name);
 
   // A lease of `bytes` (rounded up to the alignment) from a committed region,
@@ -128,9 +136,10 @@ class Arena {
   uint64_t alignment() const noexcept;
   // False in a child made by fork(): the arena is the parent's.
   bool owned_here() const noexcept;
-  // The committed regions, and those added but not yet committed.
+  // The committed regions, those added but not yet committed, and the retired.
   std::vector<ArenaRegion> regions() const;
   std::vector<ArenaRegion> pending_regions() const;
+  std::vector<ArenaRegion> retired_regions() const;
 
   // Unlinks every region and lets go of them: each is unmapped as soon as its
   // last lease is released (or at once if none is live). Live leases keep

@@ -17,6 +17,18 @@ namespace tritonshm {
 
 enum class Operation { none, create, open, set, read, destroy, remove, inspect, lease };
 
+// Why a request for memory was refused, for callers that act on it (the
+// request layer sends tensors inline at the limit) without reading the text.
+enum class Reason {
+  none,
+  limit_reached,  // more memory would pass a configured limit
+  closed,         // the arena is closed
+  forked_child,   // the arena belongs to the parent of this forked process
+};
+
+// The reason's name as the Python binding shows it ("" for none).
+std::string_view reason_name(Reason reason) noexcept;
+
 // The text a message about `op` starts with ("" for none).
 std::string_view operation_text(Operation op) noexcept;
 
@@ -25,6 +37,7 @@ class SharedMemoryError : public std::runtime_error {
   // A failure below any public operation: a detail, later given its operation.
   explicit SharedMemoryError(std::string detail, int os_error = 0);
   SharedMemoryError(Operation op, std::string key, std::string detail, int os_error = 0);
+  SharedMemoryError(Operation op, std::string key, std::string detail, Reason reason);
 
   // The errno that caused the failure, or 0 when the failure is not an OS error
   // (bad argument, out of bounds, malformed data).
@@ -33,9 +46,11 @@ class SharedMemoryError : public std::runtime_error {
   // The key the operation was about, normalized where known; may be empty.
   const std::string& key() const noexcept { return key_; }
   const std::string& detail() const noexcept { return detail_; }
+  Reason reason() const noexcept { return reason_; }
 
  private:
   Operation operation_;
+  Reason reason_ = Reason::none;
   std::string key_;
   std::string detail_;
   int os_error_;

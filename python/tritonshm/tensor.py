@@ -102,6 +102,9 @@ _TO_TRITON = {np.dtype(numpy_type): name for name, numpy_type in _TO_NUMPY.items
 
 def np_to_triton_dtype(np_dtype: Any) -> Optional[str]:
     """Triton's name for a numpy dtype ("INT32", "BYTES", ...), or None."""
+    known = _TO_TRITON.get(np_dtype) if isinstance(np_dtype, np.dtype) else None
+    if known is not None:
+        return known
     try:
         dtype = np.dtype(np_dtype)
     except TypeError:

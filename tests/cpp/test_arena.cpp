@@ -106,6 +106,55 @@ TEST(Arena, FullArenaSaysHowMuchIsLeasedAndGrowsUpToItsLimit) {
   }
 }
 
+TEST(Arena, RefusalsSayWhyInTheirReason) {
+  Arena arena(test_options(1 << 20));
+  arena.commit_region(arena.add_region(1 << 20).name);
+  try {
+    arena.add_region(1);
+    FAIL();
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(e.reason(), Reason::limit_reached) << e.what();
+  }
+  arena.close();
+  try {
+    (void)arena.try_lease(64);
+    FAIL();
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(e.reason(), Reason::closed) << e.what();
+  }
+  try {
+    arena.add_region(64);
+    FAIL();
+  } catch (const SharedMemoryError& e) {
+    EXPECT_EQ(e.reason(), Reason::closed) << e.what();
+  }
+}
+
+TEST(Arena, RetiredRegionLeasesNothingAgainAndGoesWithItsLastLease) {
+  Arena arena(test_options());
+  const ArenaRegion region = arena.add_region(4096);
+  arena.commit_region(region.name);
+  Lease abandoned = arena.lease(1024);
+  Lease other = arena.lease(1024);
+  EXPECT_TRUE(arena.retire_region(region.name));
+  EXPECT_FALSE(arena.retire_region("no such region"));
+  EXPECT_EQ(arena.region_count(), 0u);
+  EXPECT_TRUE(arena.regions().empty());
+  ASSERT_EQ(arena.retired_regions().size(), 1u);
+  EXPECT_EQ(arena.retired_regions()[0].name, region.name);
+  // The abandoned lease's bytes come back to nobody, though the region has room.
+  abandoned.release();
+  EXPECT_FALSE(arena.try_lease(64).has_value());
+  EXPECT_THROW(arena.commit_region(region.name), SharedMemoryError);
+  std::memset(other.data(), 3, 1024);  // a live lease stays usable
+  EXPECT_FALSE(arena.remove_region(region.name));
+  other.release();
+  EXPECT_TRUE(arena.remove_region(region.name));
+  EXPECT_FALSE(exists(region.key));
+  EXPECT_TRUE(arena.retired_regions().empty());
+  EXPECT_EQ(arena.capacity(), 0u);
+}
+
 TEST(Arena, CloseUnlinksRegionsWhileLeasesKeepTheirMemory) {
   std::string key;
   {

@@ -295,3 +295,59 @@ def test_release_and_close_while_another_thread_copies_never_crash():
         arena.close()
         writer.join()
         assert "the lease was released" in refused[0]
+
+
+def test_a_lease_part_names_its_bytes_as_the_server_sees_them_and_is_bounded_by_them(arena):
+    name = committed(arena, 1 << 16)
+    first = arena.try_lease(4096)
+    lease = arena.try_lease(4096)  # not at the region's start: offsets differ
+    part = lease.part(128, 64)
+    assert (part.name, part.offset, part.size) == (name, lease.offset + 128, 64)
+    x = np.arange(16, dtype=np.float32)
+    assert part.write(x) == 64
+    np.testing.assert_array_equal(lease.read(128, np.float32, [16], True), x)
+    view = part.read(np.float32, [16], False)
+    np.testing.assert_array_equal(view, x)
+    with pytest.raises(shm.SharedMemoryException, match="do not fit in the slice of 64 bytes"):
+        part.write(np.zeros(17, np.float32))
+    with pytest.raises(shm.SharedMemoryException, match="do not fit in the slice of 4096 bytes"):
+        lease.part(4096 - 32, 64)
+    first.release()
+    lease.release()
+    with pytest.raises(shm.SharedMemoryException, match="the lease was released"):
+        part.write(x)  # its bytes may be another request's now
+    with pytest.raises(shm.SharedMemoryException, match="the lease was released"):
+        part.read(np.float32, [16], True)
+    del view
+
+
+def test_refusals_carry_a_reason_that_code_reads_without_matching_text(arena):
+    small = _core.Arena(PREFIX + "small", 1 << 16, 64, 0o600, False)
+    try:
+        committed(small, 1 << 16)
+        with pytest.raises(shm.SharedMemoryException) as limit:
+            small.add_region(1)
+        assert limit.value.reason == "limit_reached"
+        small.close()
+        with pytest.raises(shm.SharedMemoryException) as closed:
+            small.try_lease(1)
+        assert closed.value.reason == "closed"
+    finally:
+        small.close()
+    with pytest.raises(shm.SharedMemoryException) as other:
+        arena.commit_region("no such region")
+    assert other.value.reason is None
+
+
+def test_a_retired_region_leases_nothing_again_and_is_removed_after_its_last_lease(arena):
+    name = committed(arena, 1 << 16)
+    abandoned, live = arena.try_lease(1024), arena.try_lease(1024)
+    assert arena.retire_region(name)
+    abandoned.release()
+    assert arena.try_lease(64) is None
+    assert [r[0] for r in arena.retired_regions()] == [name] and arena.regions() == []
+    live.write(0, np.ones(256, np.float32))
+    assert not arena.remove_region(name)
+    live.release()
+    assert arena.remove_region(name)
+    assert not shm_path("/" + name).exists()

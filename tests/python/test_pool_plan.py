@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 import tritonshm as shm
+from tritonshm.triton.adapters import adapter_for
 from tritonshm.triton.learned_outputs import LearnedOutputs, signature_of
+from tritonshm.triton.model_configs import ModelOutputs
 from tritonshm.triton.refusals import missing_region, needed_output_size, server_refusal
-from tritonshm.triton.request import ModelOutputs, RequestPlan
+from tritonshm.triton.request import from_arrays
+from tritonshm.triton.request_plan import Layout
+from tritonshm.triton.transport import Attempt, choose
 
 http = pytest.importorskip("tritonclient.http", reason="needs the test extras: pip install .[test]")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -17,6 +21,7 @@ from tritonshm.triton import SharedMemoryPool  # noqa: E402
 
 # Nothing listens here: each refusal must come before the pool talks to a server.
 NOWHERE = "127.0.0.1:9"
+ADAPTER = adapter_for(http.InferenceServerClient(NOWHERE))
 
 
 @pytest.mark.parametrize(
@@ -55,51 +60,138 @@ def test_a_huge_capacity_defaults_max_capacity_below_two_to_the_64():
     assert not isinstance(info.value, TypeError)
 
 
-def plan(inputs, outputs=None, model=None, sizes=None, learned=None, threshold=64 << 10):
-    return RequestPlan.make(inputs, outputs, model, sizes or {}, learned, threshold, 64)
+def plan(inputs, outputs=None, model=None, sizes=None, learned=None, threshold=64 << 10, attempt=Attempt.GUESS):
+    """The transport and layout the pool would choose, without a server."""
+    request = from_arrays(ADAPTER, "m", inputs, outputs, sizes, True, "", True, {})
+    signature = signature_of("m", "", request.described(), request.output_names())
+    memory = LearnedOutputs()
+    if learned:
+        memory.learn(signature, learned)
+    transport = choose(request, signature, model, memory, threshold, attempt)
+    layout = Layout.of(
+        [i.nbytes if shm else None for i, shm in zip(request.inputs, transport.inputs_in_shm)],
+        [o.slot for o in transport.outputs or ()],
+        64,
+    )
+    return transport, layout
+
+
+def slots(transport):
+    return {o.request.name: o.slot for o in transport.outputs}
 
 
 def test_small_tensors_travel_inline_and_large_ones_in_shared_memory():
     small, large = np.zeros(1024, np.float32), np.zeros(1 << 16, np.float32)  # 4 KiB, 256 KiB
-    p = plan({"A": small, "B": large}, learned={"OUT_SMALL": 4096, "OUT_LARGE": 1 << 18})
-    assert [i.offset is None for i in p.inputs] == [True, False]
-    assert {o.name: o.offset is None for o in p.outputs} == {"OUT_SMALL": True, "OUT_LARGE": False}
-    assert p.total == (1 << 18) + (1 << 18) and p.explicit_outputs
-    everything_inline = plan({"A": small})
-    assert everything_inline.total == 0, "a request of small tensors needs no lease"
-    everything_in_shm = plan({"A": small}, threshold=0)
-    assert everything_in_shm.inputs_in_shm == 1
+    transport, layout = plan({"A": small, "B": large}, learned={"OUT_SMALL": 4096, "OUT_LARGE": 1 << 18})
+    assert transport.inputs_in_shm == [False, True]
+    assert slots(transport) == {"OUT_SMALL": None, "OUT_LARGE": 1 << 18}
+    assert layout.total == (1 << 18) + (1 << 18) and layout.inputs == [None, 0] and layout.outputs == [None, 1 << 18]
+    assert plan({"A": small})[1].total == 0, "a request of small tensors needs no lease"
+    assert plan({"A": small}, threshold=0)[0].inputs_in_shm == [True]
 
 
-def test_an_output_size_comes_from_the_caller_then_the_config_then_what_was_learned():
+def test_an_empty_tensor_travels_inline_even_with_no_threshold():
+    transport, layout = plan({"A": np.zeros(0, np.float32)}, learned={"OUT": 0}, threshold=0)
+    assert transport.inputs_in_shm == [False] and slots(transport) == {"OUT": None} and layout.total == 0
+
+
+def test_an_output_size_comes_from_the_caller_then_the_larger_of_config_and_responses():
     x = np.zeros((2, 1 << 15), np.float32)
     fixed = ModelOutputs(8, (("OUT", "FP32", (1 << 15,)),))
     variable = ModelOutputs(8, (("OUT", "FP32", (-1,)),))
-    assert plan({"IN": x}, model=fixed).outputs[0].nbytes == 2 * (1 << 17), "batch x dims x 4"
-    assert plan({"IN": x}, model=variable).outputs[0].nbytes is None, "unknown: comes back inline"
-    assert plan({"IN": x}, model=variable).outputs[0].offset is None
-    assert plan({"IN": x}, model=variable, learned={"OUT": 12345}).outputs[0].nbytes == 12345
-    from_caller = plan({"IN": x}, model=fixed, sizes={"OUT": 99}, learned={"OUT": 12345}).outputs[0]
-    assert from_caller.nbytes == 99 and from_caller.from_caller and from_caller.offset is not None
+    assert slots(plan({"IN": x}, model=fixed)[0]) == {"OUT": 2 * (1 << 17)}, "batch x dims x 4"
+    assert slots(plan({"IN": x}, model=variable)[0]) == {"OUT": None}, "unknown: comes back inline"
+    assert slots(plan({"IN": x}, model=variable, learned={"OUT": 1 << 17})[0]) == {"OUT": 1 << 17}
+    # A model that returns more than its configuration says: the size seen wins.
+    assert slots(plan({"IN": x}, model=fixed, learned={"OUT": 1 << 20})[0]) == {"OUT": 1 << 20}
+    from_caller = plan({"IN": x}, model=fixed, sizes={"OUT": 99}, learned={"OUT": 12345})[0].outputs[0]
+    assert (from_caller.slot, from_caller.source) == (99, "caller"), "the caller's size, even below the threshold"
+
+
+def test_what_each_attempt_may_place_in_shared_memory():
+    x = np.zeros((1, 1 << 15), np.float32)
+    fixed = ModelOutputs(8, (("OUT", "FP32", (1 << 15,)), ("AUX", "FP32", (-1,))))
+    learned = {"OUT": 1 << 17, "AUX": 1 << 17}
+    assert slots(plan({"IN": x}, model=fixed, learned=learned)[0]) == {"OUT": 1 << 17, "AUX": 1 << 17}
+    # Once only: a configured size that responses kept to, nothing merely learned.
+    trusted = plan({"IN": x}, model=fixed, learned=learned, attempt=Attempt.TRUSTED)[0]
+    assert slots(trusted) == {"OUT": 1 << 17, "AUX": None}
+    assert slots(plan({"IN": x}, model=fixed, attempt=Attempt.TRUSTED)[0]) == {"OUT": None, "AUX": None}
+    # The rerun after a slot was too small: the caller's sizes alone.
+    rerun = plan({"IN": x}, model=fixed, sizes={"AUX": 1 << 17}, learned=learned, attempt=Attempt.CALLER)[0]
+    assert slots(rerun) == {"OUT": None, "AUX": 1 << 17}
+    inline, layout = plan({"IN": x}, outputs=["OUT"], sizes={"OUT": 1 << 17}, attempt=Attempt.INLINE)
+    assert inline.inputs_in_shm == [False] and slots(inline) == {"OUT": None} and layout.total == 0
 
 
 def test_without_config_or_learning_no_output_is_named():
-    p = plan({"IN": np.zeros(1 << 16, np.float32)})
-    assert not p.explicit_outputs and p.outputs == []
+    transport, layout = plan({"IN": np.zeros(1 << 16, np.float32)})
+    assert transport.outputs is None and layout.total == 1 << 18
+
+
+def test_requested_output_objects_keep_their_classes_and_json_and_plain_ones_may_share():
+    plain = http.InferRequestedOutput("PLAIN", binary_data=True)
+    classes = http.InferRequestedOutput("CLASSES", binary_data=True, class_count=3)
+    as_json = http.InferRequestedOutput("JSON", binary_data=False)
+    request = from_arrays(
+        ADAPTER, "m", {"IN": np.zeros(4, np.float32)}, [plain, classes, as_json, "NAMED"], None, True, "", True, {}
+    )
+    assert [(o.name, o.shareable, o.given is not None) for o in request.outputs] == [
+        ("PLAIN", True, True),
+        ("CLASSES", False, True),
+        ("JSON", False, True),
+        ("NAMED", True, False),
+    ]
+    transport, _ = plan(
+        {"IN": np.zeros(4, np.float32)},
+        outputs=[plain, classes, as_json],
+        learned={"PLAIN": 1 << 20, "CLASSES": 1 << 20, "JSON": 1 << 20},
+    )
+    assert slots(transport) == {"PLAIN": 1 << 20, "CLASSES": None, "JSON": None}
+
+
+def test_list_inputs_are_keyed_by_their_length():
+    short = from_arrays(ADAPTER, "m", {"IN": [1.0, 2.0]}, None, None, True, "", True, {})
+    longer = from_arrays(ADAPTER, "m", {"IN": [1.0, 2.0, 3.0]}, None, None, True, "", True, {})
+    assert short.described() != longer.described()
+    assert short.described()[0] == ("IN", "FP64", (2,))
 
 
 def test_learned_sizes_only_grow_and_the_cache_is_bounded():
     learned = LearnedOutputs(limit=3)
-    keys = [signature_of("m", "", {"IN": np.zeros(n, np.float32)}, None) for n in range(5)]
+    keys = [signature_of("m", "", (("IN", "FP32", (n,)),), None) for n in range(5)]
     assert keys[1] != keys[2], "shapes are part of the signature"
     learned.learn(keys[0], {"OUT": 100})
-    learned.learn(keys[0], {"OUT": 50})
-    assert learned.get(keys[0]) == {"OUT": 100}
+    assert learned.sizes(keys[0]) == {"OUT": 100}
     learned.learn(keys[0], {"OUT": 400})
-    assert learned.get(keys[0]) == {"OUT": 400}
+    learned.learn(keys[0], {"OUT": 50})
+    assert learned.sizes(keys[0]) == {"OUT": 500}, "a size that varies gets a quarter more room"
     for key in keys[1:]:
         learned.learn(key, {"OUT": 1})
-    assert len(learned) == 3 and learned.get(keys[0]) is None and learned.get(keys[1]) is None
+    assert len(learned) == 3 and learned.sizes(keys[0]) is None and learned.sizes(keys[1]) is None
+
+
+def test_an_output_that_follows_an_input_is_predicted_for_a_new_shape():
+    learned = LearnedOutputs()
+
+    def key(batch, length):
+        return signature_of("bert", "", (("ids", "INT64", (batch, length)), ("mask", "INT64", (batch, length))), None)
+
+    learned.learn(key(1, 10), {"hidden": 1 * 10 * 768 * 4, "pooled": 768 * 4})
+    assert learned.predict(key(1, 20)) == {}, "one shape proves no relation"
+    learned.learn(key(1, 16), {"hidden": 1 * 16 * 768 * 4, "pooled": 768 * 4})
+    assert learned.predict(key(1, 37)) == {"hidden": 37 * 768 * 4, "pooled": 768 * 4}
+    learned.learn(key(2, 16), {"hidden": 2 * 16 * 768 * 4, "pooled": 2 * 768 * 4})
+    assert learned.predict(key(3, 5)) == {"hidden": 3 * 5 * 768 * 4, "pooled": 3 * 768 * 4}
+    other = signature_of("bert", "", (("ids", "INT64", (7,)),), None)  # another rank: another family
+    assert learned.predict(other) == {}
+
+
+def test_an_output_whose_size_varies_is_not_predicted():
+    learned = LearnedOutputs()
+    for n, found in ((10, 12), (20, 3), (30, 17)):
+        learned.learn(signature_of("detect", "", (("IN", "FP32", (n,)),), None), {"OUT": found * 4})
+    assert learned.predict(signature_of("detect", "", (("IN", "FP32", (40,)),), None)) == {}
 
 
 def test_the_refusals_the_pool_acts_on_are_recognized_on_the_servers_words():
@@ -121,13 +213,14 @@ def test_the_refusals_the_pool_acts_on_are_recognized_on_the_servers_words():
     ("outputs", "sizes", "message"),
     [
         ("OUTPUT0", {}, "outputs must be a list of output names, got the string 'OUTPUT0'"),
+        ([3], {}, "outputs must be a list of output names or tritonclient.http.InferRequestedOutput objects"),
         (None, {"OUTPUT0": -5}, "output_sizes must map output names to sizes in bytes"),
         (None, {"OUTPUT0": 1.5}, "output_sizes must map output names to sizes in bytes"),
     ],
 )
 def test_bad_outputs_and_output_sizes_are_refused_by_name(outputs, sizes, message):
     with pytest.raises(shm.SharedMemoryException, match=message):
-        plan({"IN": np.zeros(4, np.float32)}, outputs=outputs, sizes=sizes)
+        from_arrays(ADAPTER, "m", {"IN": np.zeros(4, np.float32)}, outputs, sizes, True, "", True, {})
 
 
 def test_a_client_of_another_protocol_or_kind_is_refused_by_name():
@@ -137,13 +230,24 @@ def test_a_client_of_another_protocol_or_kind_is_refused_by_name():
 
     with pytest.raises(shm.SharedMemoryException, match=r"client must be a tritonclient.http.aio client"):
         AsyncSharedMemoryPool(http.InferenceServerClient(NOWHERE), 1 << 20)
-    from tritonshm.triton.pool_state import PoolState
+    with pytest.raises(shm.SharedMemoryException, match=r"client= must be a tritonclient.http client"):
+        ADAPTER.check(grpc.InferenceServerClient(NOWHERE), "client=")
 
-    pool_state = PoolState(
-        http.InferenceServerClient(NOWHERE), 4096, None, None, "p", 64, None, 0o600, False, None, False
-    )
-    try:
-        with pytest.raises(shm.SharedMemoryException, match=r"client= must be a tritonclient.http client"):
-            pool_state.check_client(grpc.InferenceServerClient(NOWHERE), "client=")
-    finally:
-        pool_state.arena.close()
+
+def test_model_configurations_are_bounded_and_a_failure_is_asked_again_later():
+    from tritonshm.triton.model_configs import ModelConfigs
+
+    now = [0.0]
+    configs = ModelConfigs(limit=2, retry_after=30.0, clock=lambda: now[0])
+    fixed = ModelOutputs(0, (("OUT", "FP32", (4,)),))
+    configs.put(("a", ""), fixed)
+    configs.put(("b", ""), None)  # the server would not say
+    assert configs.get(("a", "")) == (True, fixed) and configs.get(("b", "")) == (True, None)
+    now[0] = 31.0
+    assert configs.get(("b", "")) == (False, None), "a failure is asked again after a while"
+    assert configs.get(("a", "")) == (True, fixed), "a configuration is kept"
+    configs.put(("c", ""), fixed)
+    configs.put(("d", ""), fixed)
+    assert len(configs) == 2 and configs.get(("a", "")) == (False, None), "the least recently used goes first"
+    configs.forget(("d", ""))
+    assert configs.get(("d", "")) == (False, None)

@@ -8,9 +8,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy.typing as npt
 
+from .model_configs import ModelOutputs
 from .pool_base import PoolBase
 from .pool_state import PoolState
-from .request import ModelOutputs
 from .request_flow import close_steps, infer_steps, lease_steps, model_steps, open_steps, run_async
 
 __all__ = ["AsyncSharedMemoryPool"]
@@ -21,7 +21,7 @@ def _unlink_unclosed(state: PoolState) -> None:
     # server keeps its mapping until it exits; the names at least go.
     if not state.owned_here():
         return  # a forked child: the parent's regions are the parent's
-    names = state.close_names()
+    names, _ = state.ledger.close()
     if names:
         warnings.warn(
             f"AsyncSharedMemoryPool collected without close(): regions {names} stay registered "
@@ -77,10 +77,9 @@ class AsyncSharedMemoryPool(PoolBase):
         **kwargs: Any,
     ) -> Dict[str, npt.NDArray[Any]]:
         """SharedMemoryPool.infer, awaited."""
-        steps = infer_steps(
-            self._state, model_name, inputs, outputs, copy, output_sizes, model_version, client, retry, kwargs
-        )
-        return await run_async(steps, self._state.grow_lock)
+        request = self._request(model_name, inputs, outputs, copy, output_sizes, model_version, retry, kwargs)
+        response = await run_async(infer_steps(self._state, request, client), self._state.grow_lock)
+        return response.output_arrays(self._state.adapter, request.output_names())
 
     async def close(self) -> None:
         """Unregisters the pool's own regions and destroys them. Idempotent."""

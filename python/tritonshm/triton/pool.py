@@ -8,9 +8,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy.typing as npt
 
+from .model_configs import ModelOutputs
 from .pool_base import PoolBase
 from .pool_state import PoolState
-from .request import ModelOutputs
 from .request_flow import close_steps, infer_steps, lease_steps, model_steps, open_steps, run
 
 __all__ = ["SharedMemoryPool"]
@@ -108,10 +108,9 @@ class SharedMemoryPool(PoolBase):
         ``infer`` (priority, timeout, request_id, sequence_id, parameters,
         headers, ...).
         """
-        steps = infer_steps(
-            self._state, model_name, inputs, outputs, copy, output_sizes, model_version, client, retry, kwargs
-        )
-        return run(steps, self._state.grow_lock)
+        request = self._request(model_name, inputs, outputs, copy, output_sizes, model_version, retry, kwargs)
+        response = run(infer_steps(self._state, request, client), self._state.grow_lock)
+        return response.output_arrays(self._state.adapter, request.output_names())
 
     def close(self) -> None:
         """Unregisters the pool's own regions and destroys them. Idempotent."""

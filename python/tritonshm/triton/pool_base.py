@@ -3,9 +3,13 @@ they report about themselves."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .pool_state import DEFAULT_PREFIX, PoolState
+import numpy.typing as npt
+
+from .config import DEFAULT_PREFIX, PoolConfig
+from .pool_state import PoolState
+from .request import InferRequest, from_arrays
 
 __all__ = ["PoolBase"]
 
@@ -29,23 +33,37 @@ class PoolBase:
         prefault: bool = False,
         inline_threshold: Optional[int] = None,
     ) -> None:
-        self._state = PoolState(
-            client,
+        config = PoolConfig.make(
             capacity,
-            max_capacity,
-            region_size,
-            prefix,
-            alignment,
-            headers,
-            mode,
-            prefault,
-            inline_threshold,
-            self._aio,
+            max_capacity=max_capacity,
+            region_size=region_size,
+            prefix=prefix,
+            alignment=alignment,
+            headers=headers,
+            mode=mode,
+            prefault=prefault,
+            inline_threshold=inline_threshold,
         )
+        self._state = PoolState(client, config, self._aio)
         self._start()
 
     def _start(self) -> None:
         """What a pool does once its state exists (the sync pool registers its first region)."""
+
+    def _request(
+        self,
+        model_name: str,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Optional[Sequence[Any]],
+        copy: bool,
+        output_sizes: Optional[Mapping[str, int]],
+        model_version: str,
+        retry: bool,
+        kwargs: Dict[str, Any],
+    ) -> InferRequest:
+        return from_arrays(
+            self._state.adapter, model_name, inputs, outputs, output_sizes, copy, model_version, retry, kwargs
+        )
 
     @property
     def capacity(self) -> int:
@@ -63,13 +81,14 @@ class PoolBase:
     @property
     def region_names(self) -> List[str]:
         """The names this pool registered with the server."""
-        with self._state.lock:
-            return list(self._state.registered)
+        ledger = self._state.ledger
+        with ledger.lock:
+            return list(ledger.registered)
 
     @property
     def inline_threshold(self) -> int:
         """Tensors below this many bytes travel inline in the request or response."""
-        return self._state.inline_threshold
+        return self._state.config.inline_threshold
 
     @property
     def closed(self) -> bool:
@@ -78,11 +97,15 @@ class PoolBase:
     def stats(self) -> Dict[str, int]:
         """Counters for a metrics library: requests; inputs_in_shm, inputs_inline,
         outputs_in_shm, outputs_inline (tensors by the way they travelled);
-        retries (requests run again); inline_fallbacks (requests sent inline
-        because the pool was at max_capacity); reregistrations (times the pool
-        registered its regions again after the server forgot them); regions,
-        capacity_bytes, leased_bytes, high_water_bytes (the most ever leased at
-        once); learned_signatures; inline_threshold."""
+        outputs_predicted (slots sized from other shapes of the request);
+        retries (requests run again), of which retries_output_size (a slot
+        was too small) and retries_missing_region (the server had forgotten
+        the pool's registrations); inline_fallbacks (requests sent inline
+        because the pool was at max_capacity); abandoned (requests given up on
+        while at the server: their regions retired); reregistrations (times
+        the pool registered its regions again); regions, capacity_bytes,
+        leased_bytes, high_water_bytes (the most ever leased at once);
+        learned_signatures; inline_threshold."""
         return self._state.stats()
 
     def __repr__(self) -> str:

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 from .._core import SharedMemoryException, shm_directory
 
-__all__ = ["explain", "missing_region", "needed_output_size", "server_refusal"]
+__all__ = ["explain", "in_use", "missing_region", "needed_output_size", "server_refusal"]
 
 
 _OUTPUT_TOO_SMALL = re.compile(r"output '([^']*)' \((\d+) bytes\) should be at least (\d+) bytes")
@@ -105,6 +105,12 @@ def missing_region(error: BaseException) -> Optional[str]:
     client unregistered it), or None if the error is not that."""
     match = _REGION_NOT_FOUND.search(str(error))
     return match.group(1) if match else None
+
+
+def in_use(error: BaseException) -> bool:
+    """Whether the server refused to unregister a region because a request
+    still uses it (Triton 2.51-2.52; later servers defer the removal)."""
+    return "currently in use" in str(error)
 
 
 def server_refusal(error: BaseException, what: str, **context: object) -> BaseException:

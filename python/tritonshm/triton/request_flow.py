@@ -1,134 +1,208 @@
-"""The pool's request flow, written once for both pools.
+"""The pool's request flow, written once for both pools and the accelerator.
 
-Each flow is a generator of steps: it yields a `Call` (a call to the client)
-or a `Locked` (steps to run holding the pool's growth lock) and is sent the
-call's result or thrown its exception. `run` drives a flow with plain calls
-(SharedMemoryPool); `run_async` awaits them (AsyncSharedMemoryPool). The rules
-(growth, learning output sizes, retrying, healing registrations, closing) live
-here and nowhere else, so the two pools cannot drift.
+A flow is a generator of *steps*. It does no I/O itself (the sans-IO idea):
+it yields a step, and its runner carries the step out and sends back the
+result (or throws the exception into the flow at the `yield`):
+
+  Call(fn, args, kwargs)   a call to the client. Sends back what fn returned
+                           (awaited by the async runner).
+  Locked(steps)            steps to run holding the pool's growth lock.
+                           Sends back their result. A Locked flow never
+                           yields Locked itself: the lock is a plain lock, and
+                           the runners refuse to nest it.
+  Pause(seconds)           a wait (time.sleep or asyncio.sleep). Sends back None.
+  Blocking(fn, args)       blocking work on this process's memory (creating
+                           and removing regions: fallocate, munmap). Sends back
+                           what fn returned; the async runner runs it on a
+                           thread, off the event loop.
+
+Flows use the typed helpers `call`, `locked`, `pause` and `blocking`
+(`x = yield from call(f, ...)`), which carry the result's type.
+`run` drives a flow with plain calls (SharedMemoryPool); `run_async` awaits
+them (AsyncSharedMemoryPool). A runner that meets KeyboardInterrupt or
+cancellation closes the flow: GeneratorExit at its `yield`.
+
+The rules live here and nowhere else: growth and making room, healing
+registrations the server forgot, reruns and their limits, retiring memory a
+request gave up on, closing. Which tensors travel through shared memory is
+transport.py's; where they lie in the lease, request_plan.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, TypeVar, Union, cast
 
-import numpy.typing as npt
+import numpy as np
 
 from .._core import SharedMemoryException
-from .learned_outputs import signature_of
+from ..tensor import triton_to_np_dtype
+from .adapters import serialized_size
+from .learned_outputs import Signature, signature_of
+from .model_configs import ModelOutputs, parse_model_config
 from .pool_state import PoolState
-from .refusals import missing_region, needed_output_size, server_refusal
-from .request import ModelOutputs, RequestPlan, parse_model_config
+from .refusals import in_use, missing_region, needed_output_size, server_refusal
+from .request import InferRequest, Response
+from .request_plan import Layout
+from .transport import Attempt, Transport, choose
 
-__all__ = ["Call", "Locked", "close_steps", "infer_steps", "lease_steps", "model_steps", "open_steps", "run"]
+__all__ = [
+    "Blocking",
+    "Call",
+    "Locked",
+    "Pause",
+    "Steps",
+    "blocking",
+    "call",
+    "close_steps",
+    "infer_steps",
+    "lease_steps",
+    "locked",
+    "model_steps",
+    "open_steps",
+    "pause",
+    "run",
+    "run_async",
+]
 
 T = TypeVar("T")
 
 # close() waits this long, in these steps, for the server to let go of regions
-# that requests still in flight use (Triton refuses to unregister them meanwhile).
-CLOSE_WAITS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 0.0)
-
-# A threshold no tensor reaches: the request goes inline, whole.
-INLINE_ONLY = 1 << 64
+# that requests still at the server use (the server refuses to unregister them meanwhile).
+CLOSE_WAITS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
+# And this much longer for a region that only requests the pool gave up on
+# (timeouts, cancellations) may still use: nothing of the pool's tells when they end.
+ABANDONED_WAITS = (0.5,) * 15
 
 # How often one request may run again after the server forgot the pool's
-# registrations (each time after registering them again).
+# registrations (each time after registering them again). The server refuses
+# such a request before its model runs, so any request may run again for it.
 HEALED_RERUNS = 2
 
+# Retired regions are unregistered and removed by the requests that follow,
+# one request at most this often.
+SWEEP_INTERVAL = 0.05
 
-@dataclass
+
+@dataclass(frozen=True)
 class Call:
-    """A call to the client: the sync runner calls it, the async one awaits it."""
-
     fn: Callable[..., Any]
     args: tuple = ()  # type: ignore[type-arg]
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Locked:
-    """Steps to run while holding the pool's growth lock."""
-
     steps: "Steps[Any]"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pause:
-    """A wait (time.sleep, or asyncio.sleep for the async pool)."""
-
     seconds: float
 
 
-Steps = Generator[Union[Call, Locked, Pause], Any, T]
+@dataclass(frozen=True)
+class Blocking:
+    fn: Callable[..., Any]
+    args: tuple = ()  # type: ignore[type-arg]
+
+
+Step = Union[Call, Locked, Pause, Blocking]
+Steps = Generator[Step, Any, T]
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Steps[T]:
+    return cast(T, (yield Call(fn, args, kwargs)))
+
+
+def locked(steps: Steps[T]) -> Steps[T]:
+    return cast(T, (yield Locked(steps)))
+
+
+def pause(seconds: float) -> Steps[None]:
+    yield Pause(seconds)
+
+
+def blocking(fn: Callable[..., T], *args: Any) -> Steps[T]:
+    return cast(T, (yield Blocking(fn, args)))
 
 
 # -- runners -------------------------------------------------------------------
 
 
-def _resume(steps: Steps[Any], value: Any, error: Optional[BaseException]) -> Tuple[bool, Any]:
-    """(False, the flow's next step), or (True, its result) once it is done."""
-    try:
-        return False, (steps.throw(error) if error is not None else steps.send(value))
-    except StopIteration as stop:
-        return True, stop.value
+def _nested() -> RuntimeError:
+    return RuntimeError("a Locked flow yielded Locked: the growth lock is not reentrant")
 
 
-def run(steps: Steps[T], lock: threading.Lock) -> T:
+def run(steps: Steps[T], lock: threading.Lock, *, held: bool = False) -> T:
     """Drives a flow with plain calls (threads wait for the lock)."""
     value: Any = None
     error: Optional[BaseException] = None
     while True:
-        done, step = _resume(steps, value, error)
-        if done:
-            return step  # type: ignore[no-any-return]
+        try:
+            step = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as stop:
+            return cast(T, stop.value)
         value, error = None, None
         try:
-            if isinstance(step, Locked):
-                with lock:
-                    value = run(step.steps, lock)
-            elif isinstance(step, Pause):
-                time.sleep(step.seconds)
-            else:
+            if isinstance(step, Call):
                 value = step.fn(*step.args, **step.kwargs)
+            elif isinstance(step, Locked):
+                if held:
+                    raise _nested()
+                with lock:
+                    value = run(step.steps, lock, held=True)
+            elif isinstance(step, Blocking):
+                value = step.fn(*step.args)
+            else:
+                time.sleep(step.seconds)
         except Exception as caught:  # noqa: BLE001 - handed to the flow, which decides
             error = caught
-        except BaseException:  # KeyboardInterrupt, SystemExit: the flow's finally blocks run now
+        except BaseException:  # KeyboardInterrupt, SystemExit: the flow's handlers run now
             steps.close()
             raise
 
 
-async def run_async(steps: Steps[T], lock: threading.Lock) -> T:
+async def run_async(steps: Steps[T], lock: threading.Lock, *, held: bool = False) -> T:
     """Drives a flow, awaiting its calls. The lock is a thread lock polled
     without blocking, so one pool serves coroutines on any number of event
     loops and threads (an asyncio.Lock belongs to one loop)."""
     value: Any = None
     error: Optional[BaseException] = None
     while True:
-        done, step = _resume(steps, value, error)
-        if done:
-            return step  # type: ignore[no-any-return]
+        try:
+            step = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as stop:
+            return cast(T, stop.value)
         value, error = None, None
         try:
-            if isinstance(step, Locked):
+            if isinstance(step, Call):
+                value = await step.fn(*step.args, **step.kwargs)
+            elif isinstance(step, Locked):
+                if held:
+                    raise _nested()
                 wait = 0.0002
                 while not lock.acquire(blocking=False):
                     await asyncio.sleep(wait)
                     wait = min(wait * 2, 0.005)
                 try:
-                    value = await run_async(step.steps, lock)
+                    value = await run_async(step.steps, lock, held=True)
                 finally:
                     lock.release()
-            elif isinstance(step, Pause):
-                await asyncio.sleep(step.seconds)
+            elif isinstance(step, Blocking):
+                loop = asyncio.get_running_loop()
+                value = await loop.run_in_executor(None, functools.partial(step.fn, *step.args))
             else:
-                value = await step.fn(*step.args, **step.kwargs)
+                await asyncio.sleep(step.seconds)
         except Exception as caught:  # noqa: BLE001 - handed to the flow, which decides
             error = caught
-        except BaseException:  # cancelled, KeyboardInterrupt: the flow's finally blocks run now
+        except BaseException:  # cancelled, KeyboardInterrupt: the flow's handlers run now
             steps.close()
             raise
 
@@ -136,12 +210,41 @@ async def run_async(steps: Steps[T], lock: threading.Lock) -> T:
 # -- regions -------------------------------------------------------------------
 
 
-def _register(state: PoolState, client: Any, name: str, key: str, byte_size: int) -> Call:
-    return Call(client.register_system_shared_memory, (name, key, byte_size), {"headers": state.headers})
+def _closed() -> SharedMemoryException:
+    return SharedMemoryException("unable to lease shared memory: the pool is closed")
 
 
-def _unregister(state: PoolState, client: Any, name: str) -> Call:
-    return Call(client.unregister_system_shared_memory, (name,), {"headers": state.headers})
+def _unregister_quietly(state: PoolState, client: Any, name: str) -> Steps[bool]:
+    """Unregisters one name. False only while the server refuses because a
+    request still uses the region: any other failure (the server is gone or
+    refuses us) cannot be helped by trying again. Errors stay here: this runs
+    on the way out."""
+    fn, args, kwargs = state.adapter.unregister(client, name, state.config.call_headers())
+    try:
+        yield from call(fn, *args, **kwargs)
+    except Exception as error:  # noqa: BLE001
+        return not in_use(error)
+    return True
+
+
+def _register_steps(state: PoolState, client: Any, name: str, key: str, byte_size: int) -> Steps[bool]:
+    """Registers one region through `client`. False if the pool is closed
+    (before, or while the registration was in flight): then nothing of it
+    stays registered. A refusal is raised as the client raised it."""
+    ledger = state.ledger
+    if not ledger.registering_begins(name):
+        return False
+    fn, args, kwargs = state.adapter.register(client, name, key, byte_size, state.config.call_headers())
+    try:
+        yield from call(fn, *args, **kwargs)
+    except Exception as error:
+        if state.adapter.answered(error):  # refused: the server does not have it
+            ledger.registering_ends(name, registered=False)
+        raise  # unanswered: the name stays with close(), which unregisters it
+    if not ledger.registering_ends(name, registered=True):
+        yield from _unregister_quietly(state, client, name)
+        return False
+    return True
 
 
 def add_region_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
@@ -149,15 +252,14 @@ def add_region_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
     client belongs to its event loop, an HTTP one to its thread), then makes
     it leasable: until the server has it, no request can be routed to it, and
     a refused registration can always take it back out."""
-    name, key, byte_size = state.arena.add_region(size)
-    state.registering_begins(name)  # an interrupt from here on leaves the name for close() to unregister
+    arena = state.arena
+    name, key, byte_size = yield from blocking(arena.add_region, size)
     try:
-        yield _register(state, client, name, key, byte_size)
+        registered = yield from _register_steps(state, client, name, key, byte_size)
     except Exception as error:
-        state.registering_failed(name)
         if state.closed:  # close() unlinked the region under the registration
-            state.arena.remove_region(name)
-            raise SharedMemoryException("unable to lease shared memory: the pool is closed") from error
+            yield from blocking(arena.remove_region, name)
+            raise _closed() from error
         # Explained while the region still exists (whether it does is the clue).
         refusal = server_refusal(
             error,
@@ -166,48 +268,43 @@ def add_region_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
             region_size=byte_size,
             registered_size=byte_size,
         )
-        state.arena.remove_region(name)
+        yield from blocking(arena.remove_region, name)
         if refusal is error:
             raise
         raise refusal from error
-    if not state.commit(name):  # closed while the registration was in flight: take it back
-        try:
-            yield _unregister(state, client, name)
-        except Exception:  # noqa: BLE001 - the server may be gone
-            pass
-        state.arena.remove_region(name)
-        raise SharedMemoryException("unable to lease shared memory: the pool is closed")
+    if not registered:
+        yield from blocking(arena.remove_region, name)
+        raise _closed()
+    arena.commit_region(name)  # raises "closed" if close() came in between; it unregistered the name
 
 
 def open_steps(state: PoolState) -> Steps[None]:
     """The pool's first region (not while it has one)."""
     state.check_usable()
     if int(state.arena.capacity) == 0:
-        yield from add_region_steps(state, state.initial_capacity, state.client)
+        yield from add_region_steps(state, state.config.capacity, state.client)
 
 
 def _make_room_steps(state: PoolState, size: int, client: Any) -> Steps[None]:
     """Before a new region would pass max_capacity, the regions no lease is in
     are unregistered and removed (smallest first) until it fits: a pool that
     grew for small requests can still serve a large one."""
-    arena = state.arena
-    if size > state.max_capacity:
+    arena, config = state.arena, state.config
+    if size > config.max_capacity:
         return  # nothing removed could make it fit: keep the warm regions
     for name, _, _ in sorted(arena.regions(), key=lambda region: region[2]):
-        if int(arena.capacity) + size <= state.max_capacity:
+        if int(arena.capacity) + size <= config.max_capacity:
             return
-        if arena.remove_region(name):  # only if nothing is leased from it
-            state.forget(name)
-            try:
-                yield _unregister(state, client, name)
-            except Exception:  # noqa: BLE001 - gone from the server already, or the server is
-                pass
+        if (yield from blocking(arena.remove_region, name)):  # only if nothing is leased from it
+            state.ledger.forget(name)
+            yield from _unregister_quietly(state, client, name)
 
 
 def _grow_steps(state: PoolState, nbytes: int, client: Any) -> Steps[Any]:
+    yield from _sweep_steps(state, client, interval=0.0)
     lease = state.arena.try_lease(nbytes)  # another thread may have grown the pool meanwhile
     while lease is None:
-        size = state.growth_for(nbytes)
+        size = state.config.growth_for(nbytes)
         yield from _make_room_steps(state, size, client)
         yield from add_region_steps(state, size, client)
         lease = state.arena.try_lease(nbytes)
@@ -220,20 +317,22 @@ def lease_steps(state: PoolState, nbytes: int, client: Any = None) -> Steps[Any]
     state.check_usable()
     lease = state.arena.try_lease(nbytes)
     if lease is None:
-        lease = yield Locked(_grow_steps(state, nbytes, client if client is not None else state.client))
+        lease = yield from locked(_grow_steps(state, nbytes, client if client is not None else state.client))
     return lease
 
 
 def _heal_steps(state: PoolState, seen: int, client: Any) -> Steps[None]:
     """Registers the pool's regions again after the server forgot them (a
     restart, an unregister-all). Once per incident: a request that began
-    before another thread healed only retries."""
-    if state.registrations != seen:
+    before another thread healed only runs again. Never after close()."""
+    if state.ledger.incidents != seen:
         return
     for name, key, byte_size in state.arena.regions():
         try:
-            yield _register(state, client, name, key, byte_size)
+            registered = yield from _register_steps(state, client, name, key, byte_size)
         except Exception as error:
+            if state.closed:  # close() unlinked the region under the registration
+                raise _closed() from error
             if "already in manager" in str(error):
                 continue  # the server still had this one
             refusal = server_refusal(
@@ -247,33 +346,67 @@ def _heal_steps(state: PoolState, seen: int, client: Any) -> Steps[None]:
             if refusal is error:
                 raise
             raise refusal from error
-    with state.lock:
-        state.registrations += 1
-        state.reregistrations += 1
+        if not registered:
+            raise _closed()
+    state.ledger.healed()
+
+
+def _sweep_steps(state: PoolState, client: Any, interval: Optional[float] = None) -> Steps[None]:
+    """Unregisters retired names (refused while the request given up on still
+    runs at the server: tried again later) and removes retired regions whose
+    last lease is gone; at most once per `interval` (SWEEP_INTERVAL) seconds."""
+    to_unregister, to_remove = state.ledger.sweep_due(SWEEP_INTERVAL if interval is None else interval)
+    for name in to_unregister:
+        if (yield from _unregister_quietly(state, client, name)):
+            state.ledger.retired_unregistered(name)
+    for name in to_remove:
+        if (yield from blocking(state.arena.remove_region, name)):
+            state.ledger.retired_removed(name)
+
+
+def _unregister_until(state: PoolState, names: List[str], waits: Sequence[float]) -> Steps[List[str]]:
+    """Unregisters `names`, asking again after each of `waits` while the
+    server refuses some because a request uses them; returns those still refused."""
+    for wait in (*waits, None):
+        refused = []
+        for name in names:
+            if not (yield from _unregister_quietly(state, state.client, name)):
+                refused.append(name)
+        names = refused
+        if not names or wait is None:
+            break
+        yield from pause(wait)
+    return names
 
 
 def close_steps(state: PoolState) -> Steps[None]:
     """Unregisters the pool's own names (never the server's other regions) and
     removes its regions. Errors are swallowed: this runs at collection and
-    interpreter exit too, when the server may be gone. In a forked child it
-    does nothing: the regions and registrations are the parent's."""
+    interpreter exit too, when the server may be gone. The server refuses to
+    drop a region while a request uses it: a name a request of this pool
+    still waits for is unregistered by that request as it ends; one a request
+    the pool gave up on may hold is waited for up to ABANDONED_WAITS, then
+    named in a warning. In a forked child it does nothing: the regions and
+    registrations are the parent's."""
     if not state.owned_here():
-        state.closed = True
+        state.ledger.closed = True
         return
-    names = state.close_names()
-    for wait in CLOSE_WAITS:
-        in_use = []
-        for name in names:
-            try:
-                yield _unregister(state, state.client, name)
-            except Exception as error:  # noqa: BLE001 - the server may be gone; the regions go anyway
-                if "in use" in str(error):
-                    in_use.append(name)
-        names = in_use
-        if not names:
-            break
-        yield Pause(wait)  # the server refuses while another thread's request uses the region
-    state.arena.close()
+    names, abandoned = state.ledger.close()
+    refused = yield from _unregister_until(state, names, CLOSE_WAITS)
+    if refused:
+        others = state.ledger.leave_to_last_request(refused)
+        given_up = [name for name in others if name in abandoned]
+        still = [name for name in others if name not in abandoned]
+        still += yield from _unregister_until(state, given_up, ABANDONED_WAITS)
+        if still:
+            warnings.warn(
+                f"SharedMemoryPool.close(): the server would not unregister {still} while a request uses them: "
+                "one this pool gave up on (a timeout, a cancellation) may still run there. Unregister them when "
+                "it ends (`tritonshm status --url ...` shows them).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    yield from blocking(state.arena.close)
 
 
 # -- inference -----------------------------------------------------------------
@@ -285,119 +418,235 @@ def model_steps(
     """The outputs the model's configuration declares (cached), or None if the
     server will not say; asked through `client` (default: the pool's)."""
     key = (model_name, model_version)
-    if key not in state.models:
-        call, kwargs = state.config_call(client if client is not None else state.client, model_name, model_version)
-        try:
-            config = yield Call(call, (model_name,), kwargs)
-            state.models[key] = parse_model_config(config)
-        except Exception:  # noqa: BLE001 - no config: outputs are learned from responses
-            state.models[key] = None
-    return state.models[key]
+    known, outputs = state.models.get(key)
+    if known:
+        return outputs
+    fn, args, kwargs = state.adapter.model_config(
+        client if client is not None else state.client, model_name, model_version, state.config.call_headers()
+    )
+    try:
+        outputs = parse_model_config((yield from call(fn, *args, **kwargs)))
+    except Exception:  # noqa: BLE001 - no config: outputs are learned from responses
+        outputs = None
+    state.models.put(key, outputs)
+    return outputs
 
 
-def infer_steps(
-    state: PoolState,
-    model_name: str,
-    inputs: Mapping[str, npt.NDArray[Any]],
-    outputs: Optional[Sequence[str]],
-    copy: bool,
-    output_sizes: Optional[Mapping[str, int]],
-    model_version: str,
-    client: Any,
-    retry: bool,
-    kwargs: Dict[str, Any],
-) -> Steps[Dict[str, npt.NDArray[Any]]]:
-    """One inference: plan, lease, write, infer, read, learn.
+class _Refused(Exception):
+    """The server answered the request with a refusal: it is not running it."""
 
-    Runs the request again (a) once when an output outgrew the size learned
-    for it (the server names the size it needed, which is remembered), and (b)
-    when the server forgot the pool's registrations: they are registered again
-    (once per incident) first; at most HEALED_RERUNS times, since a client that
-    loops on unregister-all (Triton refuses to drop regions in use) makes
-    incidents back to back. Never for a request in a sequence (its state would
-    advance twice), nor with retry=False: such a request places only outputs of
-    a known size (output_sizes, fixed dims) in the lease, so that it cannot
-    fail where plain tritonclient would not.
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def infer_steps(state: PoolState, request: InferRequest, client: Any = None) -> Steps[Response]:
+    """One inference: choose the transport, lease, write, infer, read, learn.
+
+    The model runs at most twice for one call. A request runs again:
+    - after the server forgot the pool's registrations: they are registered
+      again (once per incident), at most HEALED_RERUNS times; the server
+      refused the request before its model ran, so any request may;
+    - once, when a slot sized by a guess (learned, predicted, configured) was
+      too small, if the request may run twice (not retry=False, not a step of
+      a sequence): then every output whose size the caller did not give comes
+      back inline, so the second run cannot fail for a size.
+    A request that must run once places only outputs of trusted sizes in
+    shared memory. Past max_capacity, it goes inline, whole.
     """
     state.check_usable()
-    sizes = dict(output_sizes or {})
-    may_retry = retry and not kwargs.get("sequence_id")
-    seen = state.registrations
     if client is not None:
-        state.check_client(client, "client=")
+        state.adapter.check(client, "client=")
     target = client if client is not None else state.client  # the pool's own calls for this request too
+    if state.ledger.retired_present or state.ledger.retired_registered:
+        yield from _sweep_steps(state, target)
     model = (
-        (yield from model_steps(state, model_name, model_version, target))
-        if state.needs_config(outputs, sizes)
+        (yield from model_steps(state, request.model_name, request.model_version, target))
+        if _needs_config(request)
         else None
     )
-    signature = signature_of(model_name, model_version, inputs, outputs)
-    resized, healed, inline_only = False, 0, False
+    signature = signature_of(request.model_name, request.model_version, request.described(), request.output_names())
+    attempt = Attempt.GUESS if request.may_rerun else Attempt.TRUSTED
+    heals, seen = 0, state.ledger.incidents
     while True:
-        plan = RequestPlan.make(
-            inputs,
-            outputs,
-            model,
-            {} if inline_only else sizes,
-            state.learned.get(signature) if may_retry and not inline_only else None,
-            INLINE_ONLY if inline_only else state.inline_threshold,
-            int(state.arena.alignment),
+        transport = choose(request, signature, model, state.learned, state.config.inline_threshold, attempt)
+        layout = Layout.of(
+            [item.nbytes if shm else None for item, shm in zip(request.inputs, transport.inputs_in_shm)],
+            [out.slot for out in transport.outputs or ()],
+            state.config.alignment,
         )
         try:
-            lease = (yield from lease_steps(state, plan.total, target)) if plan.total else None
-        except SharedMemoryException as error:
-            if inline_only or "would pass the limit" not in str(error):
+            lease = (yield from lease_steps(state, layout.total, target)) if layout.total else None
+        except SharedMemoryException as refusal:
+            if getattr(refusal, "reason", None) != "limit_reached":
                 raise
-            inline_only = True  # past max_capacity: plain tritonclient would still send it, and so do we
-            state.count(inline_fallbacks=1)
+            attempt = Attempt.INLINE  # past max_capacity: plain tritonclient would still send it, and so do we
+            state.ledger.count(inline_fallbacks=1)
             continue
-        keep = False
         try:
-            plan.write(lease)
-            arguments = plan.infer_arguments(state.module, state.protocol, lease, model_version)
-            try:
-                result = yield Call(target.infer, (model_name,), {**arguments, **kwargs})
-            except Exception as error:
-                if may_retry:
-                    if not resized and _outgrown(state, signature, plan, error):
-                        resized = True
-                        state.count(retries=1)
-                        continue
-                    if healed < HEALED_RERUNS and state.registered_here(missing_region(error)):
-                        yield Locked(_heal_steps(state, seen, target))
-                        seen = state.registrations
-                        healed += 1
-                        state.count(retries=1)
-                        continue
-                refusal = server_refusal(error, f"inference of model '{model_name}' through shared memory failed")
-                if refusal is error:
-                    raise
-                raise refusal from error
-            arrays, needed = plan.results(result, lease, copy)
-            state.learned.learn(signature, needed)
-            state.count(
-                requests=1,
-                inputs_in_shm=plan.inputs_in_shm,
-                inputs_inline=len(plan.inputs) - plan.inputs_in_shm,
-                outputs_in_shm=plan.outputs_in_shm,
-                outputs_inline=len(arrays) - plan.outputs_in_shm,
-            )
-            keep = not copy and plan.outputs_in_shm > 0  # views of the lease hold it
-            return arrays
-        finally:
-            if lease is not None and not keep:
-                lease.release()
+            response = yield from _exchange(state, request, transport, layout, lease, target)
+        except _Refused as refused:
+            error: Exception = refused.error
+            if heals < HEALED_RERUNS and state.ledger.is_registered(missing_region(error)):
+                yield from locked(_heal_steps(state, seen, target))
+                seen, heals = state.ledger.incidents, heals + 1
+                state.ledger.count(retries=1, retries_missing_region=1)
+                continue
+            if attempt is Attempt.GUESS and _outgrown(state, request, signature, transport, error):
+                attempt = Attempt.CALLER
+                state.ledger.count(retries=1, retries_output_size=1)
+                continue
+            explained = server_refusal(error, f"inference of model '{request.model_name}' through shared memory failed")
+            raise explained from (None if explained is error else error)
+        _learn(state, signature, request, transport, response)
+        return response
 
 
-def _outgrown(state: PoolState, signature: Any, plan: RequestPlan, error: Exception) -> bool:
-    """An output slot sized from what was learned was too small: learn the size
-    the server named. Sizes the caller gave are the caller's to change."""
+def _needs_config(request: InferRequest) -> bool:
+    """Whether the model's configuration can tell more about the outputs."""
+    return request.outputs is None or any(out.size is None and out.shareable for out in request.outputs)
+
+
+def _exchange(
+    state: PoolState, request: InferRequest, transport: Transport, layout: Layout, lease: Any, client: Any
+) -> Steps[Response]:
+    """Writes the inputs, sends the request, reads the outputs placed in the
+    lease. The lease is released here unless views of it are returned; if the
+    request is given up on while at the server (a timeout, an interrupt, a
+    cancellation, a broken connection), its region is retired instead: the
+    server may still write there, so those bytes are never lent again."""
+    adapter = state.adapter
+    keep = False
+    try:
+        input_parts = layout.input_parts(lease) if lease is not None else [None] * len(request.inputs)
+        output_parts = layout.output_parts(lease) if lease is not None else [None] * len(transport.outputs or ())
+        infer_inputs = []
+        for item, part in zip(request.inputs, input_parts):
+            if part is None:
+                infer_inputs.append(item.inline(adapter))
+            else:
+                item.write(part)
+                infer_inputs.append(adapter.shm_input(item.name, list(item.shape), item.datatype, part))
+        requested = None
+        if transport.outputs is not None:
+            requested = []
+            for out, part in zip(transport.outputs, output_parts):
+                if part is not None:
+                    requested.append(adapter.requested_output(out.request.name, part))
+                elif out.request.given is not None:
+                    requested.append(out.request.given)  # as the caller made it
+                else:
+                    requested.append(adapter.requested_output(out.request.name))
+        result = yield from _send(state, request, infer_inputs, requested, lease, client)
+        arrays = {}
+        for out, part in zip(transport.outputs or (), output_parts):
+            if part is None:
+                continue
+            described = adapter.output_type(result, out.request.name)
+            if described is None:
+                raise SharedMemoryException(f"the response has no output '{out.request.name}'")
+            datatype, shape = described
+            dtype = np.object_ if datatype == "BYTES" else triton_to_np_dtype(datatype)
+            arrays[out.request.name] = part.read(dtype, shape, request.copy)
+        keep = not request.copy and bool(arrays)  # views of the lease hold it
+        return Response(result, arrays)
+    finally:
+        if lease is not None and not keep:
+            lease.release()
+
+
+def _send(
+    state: PoolState, request: InferRequest, inputs: List[Any], outputs: Optional[List[Any]], lease: Any, client: Any
+) -> Steps[Any]:
+    """The client's infer. A refusal the server answered is raised as
+    _Refused; a request given up on retires its lease's region."""
+    ledger, name = state.ledger, (lease.name if lease is not None else None)
+    if name is not None:
+        ledger.sent(name)
+    try:
+        result = yield from call(
+            client.infer,
+            request.model_name,
+            inputs,
+            outputs=outputs,
+            model_version=request.model_version,
+            **request.kwargs,
+        )
+    except GeneratorExit:  # interrupted or cancelled while the request was at the server
+        if name is not None:
+            _give_up(state, lease)
+        raise
+    except Exception as error:
+        answered = state.adapter.answered(error)
+        if name is not None:
+            if not answered:
+                _give_up(state, lease)
+            elif ledger.answered(name):
+                yield from _unregister_quietly(state, client, name)
+        if answered:
+            raise _Refused(error) from error
+        raise
+    if name is not None and ledger.answered(name):
+        yield from _unregister_quietly(state, client, name)
+    return result
+
+
+def _give_up(state: PoolState, lease: Any) -> None:
+    if state.ledger.answered(lease.name):  # no longer waited for; the server may still run it
+        warnings.warn(
+            f"SharedMemoryPool.close() left '{lease.name}' to a request that was then given up on while the server "
+            "ran it: the name stays registered until that request ends there. Unregister it then "
+            "(`tritonshm status --url ...` shows it).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    with contextlib.suppress(SharedMemoryException):  # closed meanwhile: the region is going anyway
+        state.arena.retire_region(lease.name)
+    state.ledger.retire(lease.name)
+
+
+def _outgrown(
+    state: PoolState, request: InferRequest, signature: Signature, transport: Transport, error: Exception
+) -> bool:
+    """A slot the pool sized was too small: remember the size the server
+    named, forget the model's configuration (it may have been reloaded), and
+    say the request may run again. A size the caller gave is the caller's."""
     needed = needed_output_size(error)
-    if needed is None:
+    if needed is None or not request.may_rerun:
         return False
     name, nbytes = needed
-    out = plan.output(name)
-    if out is None or out.from_caller:
+    planned = next((out for out in transport.outputs or () if out.request.name == name), None)
+    if planned is None or planned.source in (None, "caller"):
         return False
-    state.learned.learn(signature, {name: nbytes})
+    state.learned.learn_needed(signature, name, nbytes)
+    state.models.forget((request.model_name, request.model_version))
     return True
+
+
+def _learn(
+    state: PoolState, signature: Signature, request: InferRequest, transport: Transport, response: Response
+) -> None:
+    adapter, result = state.adapter, response.result
+    asked = {out.request.name: out.request for out in transport.outputs or ()}
+    observed: Dict[str, int] = {}
+    names = adapter.output_names(result)
+    for name in names:
+        out = asked.get(name)
+        if out is not None and not out.shareable:
+            continue  # as the caller asked it (classes, JSON): not what shared memory would hold
+        if name in response.arrays:
+            observed[name] = serialized_size(response.arrays[name])
+        else:
+            nbytes = adapter.inline_nbytes(result, name)
+            if nbytes is not None:
+                observed[name] = nbytes
+    state.learned.learn(signature, observed)
+    in_shm = len(response.arrays)
+    state.ledger.count(
+        requests=1,
+        inputs_in_shm=sum(transport.inputs_in_shm),
+        inputs_inline=len(request.inputs) - sum(transport.inputs_in_shm),
+        outputs_in_shm=in_shm,
+        outputs_inline=len(names) - in_shm,
+        outputs_predicted=sum(out.source == "predicted" for out in transport.outputs or ()),
+    )
