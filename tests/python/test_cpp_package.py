@@ -20,6 +20,10 @@ import tritonshm as shm
 
 from conftest import run, shm_path
 
+# Each test needs the C++ package built (tens of seconds, once per session):
+# slow, and one worker runs them all (scripts/test.sh: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpp_package")]
+
 
 def test_python_reads_what_cpp_wrote(examples, make_key):
     key = make_key("cpp_writer")

@@ -13,6 +13,11 @@ import pytest
 
 from tritonshm.doctor import IPC_FIX, docker_shm_size, kubernetes_size_limit, size_needed
 
+# One worker runs them all (scripts/test.sh: --dist loadgroup): a test below
+# checks that no doctor left a region, and another worker's doctor would have
+# one in /dev/shm meanwhile.
+pytestmark = pytest.mark.xdist_group("doctor")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = sys.executable
 
@@ -86,6 +91,7 @@ def test_an_unreachable_server_is_a_problem_with_its_fix():
     assert "fix: check the address and the port" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_access_token_is_reported_and_the_header_fixes_it():
     token = "tshm-doctor-token"
@@ -98,6 +104,7 @@ def test_access_token_is_reported_and_the_header_fixes_it():
             assert fixed.returncode == 0, (fixed.stdout, fixed.stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @needs_mount_namespace
 def test_server_that_cannot_see_our_dev_shm_gets_the_ipc_fix():
