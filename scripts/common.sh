@@ -68,8 +68,18 @@ install_package() {
   # --no-build-isolation: the build uses the venv's scikit-build-core, nanobind
   # and numpy, which are still there when an import rebuilds the extension.
   "$VENV/bin/python" -m pip install -q scikit-build-core nanobind numpy cmake ninja 2>&1 | quiet_pip
+  # The dependencies first, as pip resolves them with the extras (an extra may
+  # pin numpy): the extension must build against the numpy it will run with.
+  local report="$VENV/.tritonshm-resolved.json"
+  "$VENV/bin/python" -m pip install -q --dry-run --ignore-installed --report "$report" --no-build-isolation \
+    -e "$ROOT${extras:+[$extras]}" 2>&1 | quiet_pip
+  "$VENV/bin/python" -c 'import json, sys
+for item in json.load(open(sys.argv[1]))["install"]:
+    if item["metadata"]["name"] != "tritonshm":
+        print(item["metadata"]["name"] + "==" + item["metadata"]["version"])' "$report" >"$report.txt"
+  "$VENV/bin/python" -m pip install -q -r "$report.txt" 2>&1 | quiet_pip
   # Warnings are errors in this build, as in every build of scripts/test.sh.
-  "$VENV/bin/python" -m pip install -q --no-build-isolation -e "$ROOT${extras:+[$extras]}" \
+  "$VENV/bin/python" -m pip install -q --no-build-isolation --no-deps -e "$ROOT${extras:+[$extras]}" \
     -C editable.rebuild=true -C editable.verbose=false -C build-dir="$DEV_BUILD" \
     -C cmake.define.TRITONSHM_WERROR=ON 2>&1 | quiet_pip
   "$VENV/bin/python" -c "import tritonshm._core" # fail here, clearly, if the build did not install
