@@ -46,6 +46,9 @@ use_ccache() {
   command -v ccache >/dev/null 2>&1 || return 0
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_C_COMPILER_LAUNCHER=ccache
   export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
+  # One name for the compiler: ccache keeps c++ and g++ apart although they are
+  # the same program (scikit-build-core's builds call it g++).
+  export CXX="${CXX:-g++}"
 }
 
 # The package, installed editable into the venv from this checkout, with the

@@ -96,7 +96,8 @@ if ! grep -q '^TRITONSHM_BUILD_TESTS:BOOL=ON' "$DEV_BUILD/CMakeCache.txt"; then
   cmake -S "$ROOT" -B "$DEV_BUILD" -DTRITONSHM_BUILD_TESTS=ON >/dev/null
 fi
 cmake --build "$DEV_BUILD" --target tritonshm_tests
-ctest --test-dir "$DEV_BUILD" --output-on-failure -j2 | tail -3
+ctest --test-dir "$DEV_BUILD" --output-on-failure -j2 >"$DEV_BUILD/ctest.log" || { cat "$DEV_BUILD/ctest.log"; exit 1; }
+tail -3 "$DEV_BUILD/ctest.log"
 if [ "$QUICK" = 0 ]; then
   # The copy engine as non-x86 machines build it (memcpy only), on this
   # machine. Only stream_copy.cpp differs: ccache serves the rest.
@@ -113,7 +114,9 @@ if [ "$QUICK" = 0 ]; then
     -DTRITONSHM_BUILD_FUZZERS=ON -DTRITONSHM_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" >/dev/null
   cmake --build "$ROOT/build/sanitize"
-  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$ROOT/build/sanitize" --output-on-failure -j2 | tail -3
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$ROOT/build/sanitize" --output-on-failure -j2 \
+    >"$ROOT/build/sanitize/ctest.log" || { cat "$ROOT/build/sanitize/ctest.log"; exit 1; }
+  tail -3 "$ROOT/build/sanitize/ctest.log"
   # The two decoders fuzz at once, one core each; new inputs go to a scratch
   # folder (the kept corpus is only read).
   fuzz() {
