@@ -1,5 +1,5 @@
 """The package is typed for its users: mypy --strict accepts a program written
-from the README (tests/typing/user_program.py) and rejects wrong calls
+from the README and docs/ (tests/typing/user_program.py) and rejects wrong calls
 (tests/typing/wrong_call.py, each marked line), against the installed package
 and its generated stubs of the compiled module."""
 
