@@ -29,34 +29,50 @@ if [ "${1:-}" = "--quick" ]; then
   shift
 fi
 FUZZ_SECONDS="${TRITONSHM_FUZZ_SECONDS:-20}"
-# Parallel pytest workers: the suite is partly waiting (servers starting,
-# subprocesses), so more workers than cores pays.
-WORKERS="${TRITONSHM_TEST_WORKERS:-4}"
+# Parallel pytest workers: one per core for the suites that compute; the
+# end-to-end tests mostly wait for servers to start and stop, so stage 4 runs
+# more (each worker starts its own server).
+WORKERS="${TRITONSHM_TEST_WORKERS:-$(nproc)}"
+E2E_WORKERS="${TRITONSHM_E2E_WORKERS:-4}"
 # Our targets (library, extension, tests) build with warnings as errors here (CMakeLists.txt reads it).
 export TRITONSHM_WERROR=ON
 
-# --- the time of each stage, printed at the end (also when a stage fails)
+# --- the time of each stage, printed at the end (also when a stage fails):
+# wall seconds, and the CPU seconds (user + system) of the processes it ran
+# and waited for; CPU above wall means it used more than one core.
 STAGES=()
 stage_name=""
 stage_start=0
+stage_cpu=0
 run_start=$SECONDS
+times_file="$(mktemp)"
+cpu_seconds() {  # sets CPU: of the finished children of this shell (`times`, run here, not in a subshell)
+  times >"$times_file"
+  CPU=$(tail -1 "$times_file" | awk '{ for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%d", s }')
+}
 stage() {
   end_stage
   stage_name="$1"
   stage_start=$SECONDS
+  cpu_seconds
+  stage_cpu=$CPU
   log "$1"
 }
 end_stage() {
-  [ -n "$stage_name" ] && STAGES+=("$(printf '%5d s  %s' $((SECONDS - stage_start)) "$stage_name")")
+  [ -n "$stage_name" ] || return 0
+  cpu_seconds
+  STAGES+=("$(printf '%6d s %8d s  %s' $((SECONDS - stage_start)) $((CPU - stage_cpu)) "$stage_name")")
   stage_name=""
 }
 report() {
   local status=$?
   local failed="$stage_name"
   end_stage
-  log "time per stage ($([ "$QUICK" = 1 ] && echo quick || echo full))"
+  log "time per stage ($([ "$QUICK" = 1 ] && echo quick || echo full); load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "  wall      CPU  stage"
   printf '%s\n' "${STAGES[@]}"
-  printf '%5d s  total\n' $((SECONDS - run_start))
+  cpu_seconds
+  printf '%6d s %8d s  total\n' $((SECONDS - run_start)) "$CPU"
   [ "$status" -ne 0 ] && echo "FAILED in: $failed"
   exit "$status"
 }
@@ -146,10 +162,10 @@ if [ "$QUICK" = 1 ]; then
   exit 0
 fi
 
-stage "4. Python tests (pytest, $WORKERS workers)"
-# loadgroup: the tests of one xdist_group share a worker (and a session fixture:
-# the C++ package built once).
-"$VENV/bin/python" -m pytest -ra -n "$WORKERS" --dist loadgroup "$@"
+stage "4. Python tests (pytest, $E2E_WORKERS workers)"
+# loadfile: a file's tests run on one worker, in order (the C++ package is
+# built once; the doctor's tests see no other doctor's region).
+"$VENV/bin/python" -m pytest -ra -n "$E2E_WORKERS" --dist loadfile "$@"
 
 stage "5. Python tests against an ASan + UBSan build of the extension"
 asan_site="$ROOT/build/asan-site"

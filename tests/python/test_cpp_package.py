@@ -21,8 +21,8 @@ import tritonshm as shm
 from conftest import run, shm_path
 
 # Each test needs the C++ package built (tens of seconds, once per session):
-# slow, and one worker runs them all (scripts/test.sh: --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpp_package")]
+# slow, and one worker runs them all (scripts/test.sh: --dist loadfile).
+pytestmark = pytest.mark.slow
 
 
 def test_python_reads_what_cpp_wrote(examples, make_key):

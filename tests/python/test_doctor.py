@@ -13,11 +13,6 @@ import pytest
 
 from tritonshm.doctor import IPC_FIX, docker_shm_size, kubernetes_size_limit, size_needed
 
-# One worker runs them all (scripts/test.sh: --dist loadgroup): a test below
-# checks that no doctor left a region, and another worker's doctor would have
-# one in /dev/shm meanwhile.
-pytestmark = pytest.mark.xdist_group("doctor")
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = sys.executable
 
