@@ -21,6 +21,7 @@ DEFAULT_CASES = [
     "triton",
     "inline",
     "concurrency",
+    "accelerate",
 ]
 ALL_CASES = DEFAULT_CASES + ["soak"]
 
@@ -58,6 +59,12 @@ class _Server:
             print("starting the Triton server (PyTriton) ...", file=sys.stderr, flush=True)
             self.urls_ = self.stack.enter_context(server_module().spawn(*args))
         return self.urls_
+
+
+def _accelerate() -> Any:
+    from . import accelerate_cases
+
+    return accelerate_cases
 
 
 def _concurrency() -> Any:
@@ -103,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
                 ),
             ),
             (
+                "accelerate",
+                lambda: _accelerate().bench_accelerate(
+                    server.urls(), [4 << 10] if smoke else _accelerate().SIZES, repeat, not smoke
+                ),
+            ),
+            (
                 "concurrency",
                 lambda: _concurrency().bench_concurrency(
                     server.urls(),
@@ -129,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
     measured = [r for r in rows if "median" in r]
     if measured:
         print(report.table(measured))
-    for text in (report.triton_table(rows), report.inline_crossover(rows), report.concurrency_table(rows)):
+    for text in (
+        report.triton_table(rows),
+        report.inline_crossover(rows),
+        report.concurrency_table(rows),
+        report.accelerate_table(rows),
+    ):
         if text:
             print("\n" + text)
     print(f"\n{len(rows)} results in {time.time() - started:.0f} s; machine: {report.machine()}")

@@ -213,6 +213,74 @@ def triton_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(out + notes)
 
 
+ACCELERATE_TARGETS = "4 KiB: accelerated/plain <= 1.05; plain/accelerated >= 2.5 at 16 MiB, >= 3 at 64 MiB; accelerated/pool.infer <= 1.10 from 1 MiB"
+
+
+def accelerate_table(rows: List[Dict[str, Any]]) -> str:
+    """accelerate(): the examples' way of writing a request, plain and
+    accelerated, and pool.infer; the ratios the issue's targets are about, and
+    where the accelerated request's time goes."""
+    out: List[str] = []
+    for case, title in (
+        ("accelerate", "one shape"),
+        ("accelerate_new_shapes", "a new shape every request (outputs' sizes predicted from earlier shapes)"),
+    ):
+        groups: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+        for r in rows:
+            if r.get("case", "").startswith(case + "_") and r["case"][len(case) + 1 :] in ("http", "grpc"):
+                groups.setdefault((r["protocol"], r["size"]), {})[r["contender"]] = r
+        if not groups:
+            continue
+        head = f"{'protocol':<9}{'size':>8}{'plain':>12}{'accelerated':>13}{'pool.infer':>12}"
+        head += f"{'accel/plain':>13}{'plain/accel':>13}{'accel/pool':>12}"
+        out += [f"accelerate(), {title}: median per request, model `scale`", head, "-" * len(head)]
+        notes = []
+        for (protocol, size), by in sorted(groups.items()):
+            if not all(c in by for c in ("plain", "accelerated", "pool.infer")):
+                continue
+            plain, accelerated, pool = (by[c]["median"] for c in ("plain", "accelerated", "pool.infer"))
+            line = f"{protocol:<9}{human_size(size):>8}{human_time(plain):>12}{human_time(accelerated):>13}"
+            line += f"{human_time(pool):>12}"
+            over = accelerated / plain
+            speedup = plain / accelerated
+            to_pool = accelerated / pool
+            missed_over = case == "accelerate" and size <= 4 << 10 and over > 1.05
+            wanted = 3 if size >= 64 << 20 else 2.5 if size >= 16 << 20 else None
+            missed_speedup = case == "accelerate" and wanted is not None and speedup < wanted
+            missed_pool = case == "accelerate" and size >= 1 << 20 and to_pool > 1.10
+            line += f"{over:>12.2f}{'!' if missed_over else ' '}{speedup:>12.2f}{'!' if missed_speedup else ' '}"
+            line += f"{to_pool:>11.2f}{'!' if missed_pool else ' '}"
+            out.append(line)
+            r = by["accelerated"]
+            where = f"server {human_time(r['server_median'])} (plain {human_time(by['plain']['server_median'])})"
+            if all("client_median" in by[c] for c in ("plain", "accelerated", "pool.infer")):
+                where += ", the rest (client, loopback): " + ", ".join(
+                    f"{c} {human_time(by[c]['client_median'])}" for c in ("plain", "accelerated", "pool.infer")
+                )
+            if "set_data_median" in r:
+                where += f", set_data_from_numpy {human_time(r['set_data_median'])}"
+            counts = [
+                f"{label} {r[key + '_per_request']:.2f}"
+                for key, label in (
+                    ("inputs_staged", "staged"),
+                    ("inputs_in_shm", "inputs in shm"),
+                    ("outputs_in_shm", "outputs in shm"),
+                    ("outputs_inline", "outputs inline"),
+                    ("outputs_predicted", "predicted"),
+                    ("retries", "reruns"),
+                )
+                if key + "_per_request" in r
+            ]
+            if counts:
+                where += "; per request: " + ", ".join(counts)
+            notes.append(f"  {protocol:<9}{human_size(size):>8}: {where}")
+        if case == "accelerate":
+            out.append(f"('!': target missed: {ACCELERATE_TARGETS})")
+        out.append("where the accelerated request's time goes (medians):")
+        out += notes + [""]
+    return "\n".join(out).rstrip()
+
+
 def inline_crossover(rows: List[Dict[str, Any]]) -> str:
     """Per protocol and direction, the smallest size from which a registered
     region beats sending the tensor in the request (at that size and every

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "tritonshm/detail/key.hpp"
@@ -154,6 +155,87 @@ dev_t shm_device() {
   return st.st_dev;
 }
 
+// A region opened for reading only, read with pread(): no mapping, so no
+// SIGBUS whatever happens to the region meanwhile. O_NONBLOCK: a FIFO put
+// under the name since it was listed cannot block the open (glibc's shm_open
+// adds O_NOFOLLOW, so a symbolic link is refused).
+class ReadOnlyRegion {
+ public:
+  explicit ReadOnlyRegion(const std::string& normalized_key)
+      : fd_(::shm_open(normalized_key.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0)) {
+    if (fd_ < 0) throw_os_error("opening it for reading", errno);
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      throw_os_error("reading its size", err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      throw SharedMemoryError("it is not a shared memory region (not a regular file)");
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+  ReadOnlyRegion(const ReadOnlyRegion&) = delete;
+  ReadOnlyRegion& operator=(const ReadOnlyRegion&) = delete;
+  ~ReadOnlyRegion() { ::close(fd_); }
+
+  // The size when it was opened.
+  uint64_t size() const noexcept { return size_; }
+
+  // Fills `out` from `offset`; returns the bytes read, fewer only where the
+  // region ends (it may have been shrunk since it was opened).
+  std::size_t read(uint64_t offset, std::span<std::byte> out) const {
+    std::size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_os_error("reading it", errno);
+      if (n == 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    return done;
+  }
+
+ private:
+  int fd_;
+  uint64_t size_ = 0;
+};
+
+// Reads a region in order through a buffer of at most kSize bytes, so that
+// walking a BYTES tensor's lengths costs that much memory and a read a
+// megabyte, whatever the region's size and however small its elements.
+class Window {
+ public:
+  static constexpr std::size_t kSize = 1 << 20;
+  explicit Window(const ReadOnlyRegion& region) : region_(region) {}
+
+  // Fills `out` from `offset`, which the caller checked lies within the
+  // region's size; throws if the region was shrunk meanwhile.
+  void copy(uint64_t offset, std::span<std::byte> out) {
+    if (out.size() > kSize / 2) {  // a large element: straight into place
+      if (region_.read(offset, out) != out.size()) throw_shrunk();
+      return;
+    }
+    if (offset < start_ || offset + out.size() > start_ + buffer_.size()) {
+      buffer_.resize(static_cast<std::size_t>(std::min<uint64_t>(kSize, region_.size() - offset)));
+      buffer_.resize(region_.read(offset, buffer_));
+      start_ = offset;
+      if (out.size() > buffer_.size()) throw_shrunk();
+    }
+    std::copy_n(buffer_.data() + (offset - start_), out.size(), out.data());
+  }
+
+ private:
+  [[noreturn]] void throw_shrunk() const {
+    throw SharedMemoryError("it was shrunk by another process while it was read (it held " +
+                            std::to_string(region_.size()) + " bytes)");
+  }
+  const ReadOnlyRegion& region_;
+  std::vector<std::byte> buffer_;
+  uint64_t start_ = 0;
+};
+
 Inventory list_regions_with(const Usage& usage) {
   Inventory inventory;
   inventory.uninspected = usage.uninspected;
@@ -287,25 +369,47 @@ bool remove_region(std::string_view key, bool force) {
 
 std::vector<std::byte> read_region(std::string_view key, uint64_t offset, uint64_t length) {
   return with_operation(Operation::inspect, key, [&] {
-    const std::string normalized = detail::normalize_key(key);
-    const int fd = ::shm_open(normalized.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) throw_os_error("opening it for reading", errno);
-    const std::unique_ptr<const int, void (*)(const int*)> closer(&fd, [](const int* f) { ::close(*f); });
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw_os_error("reading its size", errno);
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
-    const uint64_t wanted = offset >= size ? 0 : std::min(length, size - offset);
+    const ReadOnlyRegion region(detail::normalize_key(key));
+    const uint64_t wanted = offset >= region.size() ? 0 : std::min(length, region.size() - offset);
     std::vector<std::byte> out(static_cast<std::size_t>(wanted));
-    std::size_t done = 0;
-    while (done < out.size()) {
-      const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_os_error("reading it", errno);
-      if (n == 0) break;  // shrunk meanwhile
-      done += static_cast<std::size_t>(n);
-    }
-    out.resize(done);
+    out.resize(region.read(offset, out));  // fewer where it was shrunk meanwhile
     return out;
+  });
+}
+
+std::vector<std::string> read_bytes_elements(std::string_view key, BytesCursor& cursor, uint64_t skip, uint64_t count) {
+  return with_operation(Operation::inspect, key, [&] {
+    const ReadOnlyRegion region(detail::normalize_key(key));
+    Window window(region);
+    const uint64_t size = region.size();
+    std::vector<std::string> elements;
+    elements.reserve(static_cast<std::size_t>(std::min<uint64_t>(count, 4096)));  // a count may be hostile
+    for (uint64_t i = 0; i < skip + count; ++i) {
+      const uint64_t at = cursor.offset;
+      const uint64_t left = at >= size ? 0 : size - at;
+      if (left < 4) {
+        throw SharedMemoryError("malformed BYTES tensor: element " + std::to_string(cursor.element) + " at byte " +
+                                std::to_string(at) + " needs a 4-byte length, only " + std::to_string(left) +
+                                " bytes remain of " + std::to_string(size));
+      }
+      unsigned char prefix[4];
+      window.copy(at, std::as_writable_bytes(std::span(prefix)));
+      const uint32_t length = static_cast<uint32_t>(prefix[0]) | static_cast<uint32_t>(prefix[1]) << 8 |
+                              static_cast<uint32_t>(prefix[2]) << 16 | static_cast<uint32_t>(prefix[3]) << 24;
+      if (left - 4 < length) {
+        throw SharedMemoryError("malformed BYTES tensor: element " + std::to_string(cursor.element) + " at byte " +
+                                std::to_string(at) + " declares " + std::to_string(length) + " bytes, only " +
+                                std::to_string(left - 4) + " remain of " + std::to_string(size));
+      }
+      if (i >= skip) {
+        std::string element(length, '\0');
+        if (length > 0) window.copy(at + 4, std::as_writable_bytes(std::span(element)));
+        elements.push_back(std::move(element));
+      }
+      cursor.element += 1;
+      cursor.offset = at + 4 + length;
+    }
+    return elements;
   });
 }
 

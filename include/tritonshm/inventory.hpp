@@ -102,4 +102,20 @@ bool remove_region(std::string_view key, bool force = false);
 // happens to the region meanwhile.
 std::vector<std::byte> read_region(std::string_view key, uint64_t offset, uint64_t length);
 
+// Where read_bytes_elements goes on: the index of the next element of a BYTES
+// tensor and the byte of the region it starts at.
+struct BytesCursor {
+  uint64_t element = 0;
+  uint64_t offset = 0;
+};
+
+// Walks a BYTES tensor (each element a 4-byte little-endian length, then its
+// bytes) in the region `key` from `cursor`: passes over `skip` elements,
+// reading only their lengths, then returns the next `count`, and leaves
+// `cursor` after them. Read as read_region reads, through a window of a
+// megabyte: the memory used is the elements returned, whatever the region's
+// size. A length that runs past the end of the region throws, naming the
+// element and the byte it starts at.
+std::vector<std::string> read_bytes_elements(std::string_view key, BytesCursor& cursor, uint64_t skip, uint64_t count);
+
 }  // namespace tritonshm

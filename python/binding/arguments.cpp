@@ -19,6 +19,21 @@ std::string parse_str(nb::handle obj, const char* name, Operation op, std::strin
   return {utf8, static_cast<std::size_t>(n)};
 }
 
+std::string parse_file_name(nb::handle obj, const char* name, Operation op) {
+  if (PyBytes_Check(obj.ptr()))
+    return {PyBytes_AS_STRING(obj.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(obj.ptr()))};
+  if (!PyUnicode_Check(obj.ptr())) {
+    throw SharedMemoryError(op, "", std::string(name) + " must be a str or bytes, got " + py_type_name(obj));
+  }
+  PyObject* encoded = PyUnicode_EncodeFSDefault(obj.ptr());
+  if (encoded == nullptr) {
+    PyErr_Clear();
+    throw SharedMemoryError(op, "", std::string(name) + " cannot be encoded as a file name");
+  }
+  const nb::object owned = nb::steal(encoded);
+  return {PyBytes_AS_STRING(encoded), static_cast<std::size_t>(PyBytes_GET_SIZE(encoded))};
+}
+
 uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::string_view key, uint64_t limit) {
   PyObject* index = PyLong_CheckExact(obj.ptr()) ? new_reference(obj.ptr()) : PyNumber_Index(obj.ptr());
   if (index == nullptr) {

@@ -15,6 +15,10 @@ namespace tritonshm::binding {
 
 // A str argument.
 std::string parse_str(nb::handle obj, const char* name, Operation op, std::string_view key = {});
+// A name of a file in /dev/shm, as os.fsencode reads it: a str (names that
+// are not UTF-8 come from os.listdir and sys.argv with their bytes kept as
+// surrogates) or bytes.
+std::string parse_file_name(nb::handle obj, const char* name, Operation op);
 // An integer argument (numpy's too) in [0, limit].
 uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::string_view key,
                         uint64_t limit = UINT64_MAX);

@@ -63,38 +63,46 @@ void bind_inventory(nb::module_& m) {
       nb::sig("def list_regions() -> tuple[list[RegionInfo], list[int]]"));
   m.def(
       "region_info",
-      [](const std::string& key) {
+      [](nb::handle key_obj) {
+        const std::string key = parse_file_name(key_obj, "key", Operation::inspect);
         nb::gil_scoped_release release;
         return region_info(key);
       },
-      nb::arg("key"));
+      nb::arg("key"), nb::sig("def region_info(key: str | bytes) -> RegionInfo | None"));
   m.def(
       "collect_garbage",
-      [](bool dry_run, int64_t min_age_seconds, std::string prefix, bool trust_uninspected, bool include_foreign) {
+      [](bool dry_run, nb::handle min_age_obj, nb::handle prefix_obj, bool trust_uninspected, bool include_foreign) {
         GarbageOptions options;
         options.dry_run = dry_run;
-        options.min_age_seconds = min_age_seconds;
-        options.prefix = std::move(prefix);
+        options.min_age_seconds =
+            static_cast<int64_t>(parse_unsigned(min_age_obj, "min_age_seconds", Operation::remove, "", INT64_MAX));
+        options.prefix = parse_file_name(prefix_obj, "prefix", Operation::remove);
         options.trust_uninspected = trust_uninspected;
         options.include_foreign = include_foreign;
         nb::gil_scoped_release release;
         return collect_garbage(options);
       },
       nb::arg("dry_run"), nb::arg("min_age_seconds"), nb::arg("prefix"), nb::arg("trust_uninspected"),
-      nb::arg("include_foreign"));
+      nb::arg("include_foreign"),
+      nb::sig("def collect_garbage(dry_run: bool, min_age_seconds: int, prefix: str | bytes, trust_uninspected: bool, "
+              "include_foreign: bool) -> GarbageReport"));
   m.def(
       "remove_region",
-      [](const std::string& key, bool force) {
+      [](nb::handle key_obj, bool force) {
+        const std::string key = parse_file_name(key_obj, "key", Operation::remove);
         nb::gil_scoped_release release;
         return remove_region(key, force);
       },
-      nb::arg("key"), nb::arg("force"));
+      nb::arg("key"), nb::arg("force"), nb::sig("def remove_region(key: str | bytes, force: bool) -> bool"));
   m.def(
       "shm_directory", [] { return std::string(detail::kShmDirectory); },
       "where shared memory objects live (key.hpp: the one place that names it)");
   m.def(
       "read_region",
-      [](const std::string& key, uint64_t offset, uint64_t length) {
+      [](nb::handle key_obj, nb::handle offset_obj, nb::handle length_obj) {
+        const std::string key = parse_file_name(key_obj, "key", Operation::inspect);
+        const uint64_t offset = parse_unsigned(offset_obj, "offset", Operation::inspect, key);
+        const uint64_t length = parse_unsigned(length_obj, "length", Operation::inspect, key);
         std::vector<std::byte> data;
         {
           nb::gil_scoped_release release;
@@ -102,7 +110,31 @@ void bind_inventory(nb::module_& m) {
         }
         return nb::bytes(reinterpret_cast<const char*>(data.data()), data.size());
       },
-      nb::arg("key"), nb::arg("offset"), nb::arg("length"));
+      nb::arg("key"), nb::arg("offset"), nb::arg("length"),
+      nb::sig("def read_region(key: str | bytes, offset: int, length: int) -> bytes"));
+  m.def(
+      "read_bytes_elements",
+      [](nb::handle key_obj, nb::handle element_obj, nb::handle offset_obj, nb::handle skip_obj, nb::handle count_obj) {
+        const std::string key = parse_file_name(key_obj, "key", Operation::inspect);
+        BytesCursor cursor;
+        cursor.element = parse_unsigned(element_obj, "element", Operation::inspect, key);
+        cursor.offset = parse_unsigned(offset_obj, "offset", Operation::inspect, key);
+        const uint64_t skip = parse_unsigned(skip_obj, "skip", Operation::inspect, key);
+        const uint64_t count = parse_unsigned(count_obj, "count", Operation::inspect, key);
+        std::vector<std::string> elements;
+        {
+          nb::gil_scoped_release release;
+          elements = read_bytes_elements(key, cursor, skip, count);
+        }
+        nb::list out;
+        for (const std::string& e : elements) out.append(nb::bytes(e.data(), e.size()));
+        return nb::make_tuple(out, cursor.element, cursor.offset);
+      },
+      nb::arg("key"), nb::arg("element"), nb::arg("offset"), nb::arg("skip"), nb::arg("count"),
+      nb::sig("def read_bytes_elements(key: str | bytes, element: int, offset: int, skip: int, count: int) "
+              "-> tuple[list[bytes], int, int]"),
+      "Passes over `skip` elements of the BYTES tensor whose element `element` starts at byte `offset`, then "
+      "returns the next `count` and where the one after them is (its index and byte).");
   m.def(
       "create_persistent",
       [](nb::handle key_obj, nb::handle size_obj, nb::handle mode_obj) {

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import pwd
 import re
 import stat
@@ -22,6 +24,10 @@ from ._core import SharedMemoryException
 from ._units import human_size
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_PROBLEMS = 1, 2, 3, 4
+# Sizes, offsets and seconds are read as a file offset (off_t) holds them.
+LARGEST = (1 << 63) - 1
+# numpy 1 allows 32 dimensions (numpy 2: 64).
+MAX_DIMS = 32
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -53,19 +59,72 @@ def shown(name: str) -> str:
 
 
 def _parse_header(text: str) -> Tuple[str, str]:
-    """NAME=VALUE or NAME:VALUE (a header name holds neither character)."""
-    match = re.fullmatch(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*[=:]\s*(.*)", text)
+    """NAME=VALUE or NAME:VALUE (a header name holds neither character). The
+    value is printable ASCII: gRPC metadata allows no other, and HTTP's
+    tritonclient refuses control characters only once it sends."""
+    match = re.fullmatch(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*[=:]\s*([\x20-\x7e]*?)\s*", text)
     if not match:
-        raise argparse.ArgumentTypeError(f"invalid header {text!r} (expected NAME=VALUE or NAME:VALUE)")
-    return match.group(1), match.group(2)
+        raise argparse.ArgumentTypeError(
+            f"invalid header {text!r} (expected NAME=VALUE or NAME:VALUE, the value printable ASCII)"
+        )
+    return match.group(1).lower(), match.group(2)  # gRPC metadata names are lowercase; HTTP's are any case
 
 
 def _parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b?)\s*", text, re.IGNORECASE)
+    match = re.fullmatch(r"\s*([0-9]+)\s*([kmgt]?)(i?b?)\s*", text, re.IGNORECASE)
     if not match:
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 4096, 64K, 16MiB, 1G)")
     number, unit = int(match.group(1)), match.group(2).lower()
-    return number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    size = number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    if size > LARGEST:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (at most {LARGEST} bytes)")
+    return size
+
+
+def _parse_seconds(text: str) -> int:
+    if not re.fullmatch(r"\s*[0-9]+\s*", text) or int(text) > LARGEST:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r} (a whole number, 0 or more)")
+    return int(text)
+
+
+def _parse_shape(text: str) -> List[int]:
+    """2,16 or 2x16; an empty shape is a scalar."""
+    items = text.replace("x", ",").split(",") if text.strip() else []
+    if not all(re.fullmatch(r"\s*[0-9]+\s*", item) for item in items):
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r} (whole numbers, 0 or more: e.g. 2,16 or 2x16)")
+    dims = [int(item) for item in items]
+    if len(dims) > MAX_DIMS:
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r} (at most {MAX_DIMS} dimensions)")
+    if math.prod(d for d in dims if d) > LARGEST:
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r} (more than {LARGEST} elements)")
+    return dims
+
+
+def _parse_dtype(text: str) -> str:
+    """Triton's name of a data type given by its Triton name (FP32, BYTES; any
+    case) or its numpy name (float32, <f4, object): only types Triton has."""
+    from . import _core
+
+    name = text.strip().upper()
+    if name == "OBJECT":
+        return "BYTES"
+    if name in {triton for triton, _, _ in _core.data_types()}:
+        return name
+    import numpy as np
+
+    from .tensor import np_to_triton_dtype
+
+    try:
+        dtype = np.dtype(text)
+    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or SyntaxError for what it cannot read
+        dtype = None
+    triton = None if dtype is None or dtype.kind in "SU" else np_to_triton_dtype(dtype)
+    if triton is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid data type {text!r} (one Triton has: a Triton name like FP32, INT64, BYTES or a numpy name "
+            "like float32, int64)"
+        )
+    return str(triton)
 
 
 def _parse_mode(text: str) -> int:
@@ -151,93 +210,43 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hexdump(data: bytes, start: int) -> str:
-    out = []
-    for i in range(0, len(data), 16):
-        chunk = data[i : i + 16]
-        hexes = " ".join(f"{b:02x}" for b in chunk)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        out.append(f"{start + i:08x}  {hexes:<47}  |{text}|")
-    return "\n".join(out)
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from . import _core
+    from ._contents import Tensor, hex_pieces, hexdump_lines
     from .inventory import region_info
 
     info = region_info(args.key)
     if info is None:
         raise SharedMemoryException(f"no shared memory region '{shown(args.key)}' in /dev/shm")
     row = _info_json(info)
-    is_bytes = bool(args.dtype) and args.dtype.upper() in ("BYTES", "OBJECT")
-    # Read through a read-only descriptor (pread): works on another user's
-    # readable region, and never maps it.
+    # Only what is shown is read, a piece at a time, through a read-only
+    # descriptor (pread): another user's readable region works, nothing is
+    # mapped, and a region larger than this process's memory is no problem.
+    tensor = None
     if args.dtype:
-        dtype = np.object_ if is_bytes else _numpy_dtype(args.dtype)
-        shape = args.shape
-        if shape is None:
-            if is_bytes:
-                raise SharedMemoryException("--shape is required with --dtype BYTES")
-            shape = [max(0, info.size - args.offset) // np.dtype(dtype).itemsize]
-        count = int(np.prod(shape, dtype=np.int64))
-        if is_bytes:
-            data = _core.read_region(args.key, args.offset, max(0, info.size - args.offset))
-            values = _core.deserialize_bytes(data, count).reshape(shape)
-        else:
-            wanted = count * np.dtype(dtype).itemsize
-            data = _core.read_region(args.key, args.offset, wanted)
-            if len(data) < wanted:
-                raise SharedMemoryException(
-                    f"'{shown(info.key)}' holds {len(data)} bytes from offset {args.offset}, "
-                    f"the shape {list(shape)} of {np.dtype(dtype)} needs {wanted}"
-                )
-            values = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
-        row["decoded"] = {
-            "dtype": str(np.dtype(dtype)) if not is_bytes else "BYTES",
-            "shape": list(values.shape),
-            "offset": args.offset,
-        }
-        shown_values = values.tolist()
-        raw = b""
-    else:
-        raw = _core.read_region(args.key, args.offset, max(0, args.length))
-        shown_values = None
+        tensor = Tensor(args.key, args.dtype, args.shape, args.offset, info.size, shown(info.key))
+        row["decoded"] = {"dtype": tensor.dtype_name, "shape": tensor.shape, "offset": args.offset}
     if args.json:
-        if shown_values is None:
-            row["hex"] = raw.hex()
-        elif is_bytes:  # JSON has no bytes: latin-1 maps each byte to one character
-            row["values"] = [v.decode("latin-1") for v in np.array(shown_values, dtype=object).reshape(-1)]
-        else:
-            row["values"] = shown_values
-        print(json.dumps(row, indent=2))
+        text = json.dumps(row, indent=2)
+        sys.stdout.write(text[: -len("\n}")] + (',\n  "values": ' if tensor else ',\n  "hex": "'))
+        pieces = tensor.json_values() if tensor else hex_pieces(args.key, args.offset, args.length)
+        for piece in pieces:
+            sys.stdout.write(piece)
+        sys.stdout.write("\n}\n" if tensor else '"\n}\n')
         return 0
     print(_table([row]))
     print(f"mapped by: {info.mapped_by or '-'}   open in: {info.opened_by or '-'}")
-    if shown_values is not None:
-        print(f"{row['decoded']['dtype']} {row['decoded']['shape']} at offset {args.offset}:")
-        print(np.array(shown_values, dtype=object) if is_bytes else np.array(shown_values))
-    else:
-        print(f"first {len(raw)} bytes from offset {args.offset}:")
-        print(_hexdump(raw, args.offset) if raw else "(none)")
+    if tensor:
+        print(f"{tensor.dtype_name} {tensor.shape} at offset {args.offset}:")
+        print(tensor.printed())
+        return 0
+    lines = hexdump_lines(args.key, args.offset, args.length)
+    first = next(lines, None)
+    shown_length = min(args.length, max(0, info.size - args.offset))
+    print(f"first {shown_length} bytes from offset {args.offset}:")
+    print(first if first is not None else "(none)")
+    for line in lines:
+        print(line)
     return 0
-
-
-def _numpy_dtype(name: str) -> Any:
-    import numpy as np
-
-    from .tensor import triton_to_np_dtype
-
-    mapped = triton_to_np_dtype(name.upper())
-    if mapped is not None:
-        return mapped
-    try:
-        return np.dtype(name)
-    except TypeError:
-        raise SharedMemoryException(
-            f"unknown data type {name!r} (Triton names like FP32 or numpy names like float32)"
-        ) from None
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -322,7 +331,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .triton.refusals import server_refusal
-    from .triton.status import server_address, shared_memory_status
+    from .triton.status import shared_memory_status
 
     try:
         if args.protocol == "grpc":
@@ -334,11 +343,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"status needs tritonclient: pip install 'tritonclient[{args.protocol}]' ({exc})"
         ) from exc
     headers = dict(args.header) if args.header else None
-    client = client_module.InferenceServerClient(url=server_address(args.url))
+    client = client_module.InferenceServerClient(url=args.url)
     try:
         rows = shared_memory_status(client, headers)
     except Exception as error:  # noqa: BLE001 - a refusal, explained where we can
-        raise server_refusal(error, f"unable to read the shared memory status of {args.url}") from error
+        refusal = server_refusal(error, f"unable to read the shared memory status of {args.url}")
+        if refusal is error:
+            raise
+        raise refusal from error
     finally:
         client.close()
     if args.json:
@@ -427,16 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "info", help="show one region: its facts and a hexdump or decoded view")
     p.add_argument("key")
-    p.add_argument("--dtype", help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
+    p.add_argument("--dtype", type=_parse_dtype, help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
     p.add_argument(
         "--shape",
-        type=lambda s: [int(x) for x in s.replace("x", ",").split(",") if x.strip()],
-        help="shape to decode, e.g. 2,16 (default: as many elements as fit)",
+        type=_parse_shape,
+        help="shape to decode, e.g. 2,16 or 2x16; '' for a scalar (default: as many elements as fit; BYTES needs one)",
     )
     p.add_argument("--offset", type=_parse_size, default=0, help="byte offset to start at")
     p.add_argument("--length", type=_parse_size, default=256, help="bytes to hexdump (default 256)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_info)
+    p.set_defaults(run=cmd_info, check=_check_info)
 
     p = add_subcommand(sub, "create", help="create a region that stays until `tritonshm rm`")
     p.add_argument("key")
@@ -451,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "gc", help="remove regions no live process maps or holds open (left by crashes)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
-    p.add_argument("--min-age", type=int, default=0, metavar="SECONDS", help="spare regions modified more recently")
+    p.add_argument(
+        "--min-age", type=_parse_seconds, default=0, metavar="SECONDS", help="spare regions modified more recently"
+    )
     p.add_argument("--prefix", default="", help="only keys starting with this")
     p.add_argument(
         "--trust-uninspected", action="store_true", help="remove even though some processes could not be inspected"
@@ -466,33 +480,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_subcommand(sub, "status", help="a Triton server's registered regions joined with this host's /dev/shm")
     p.add_argument("--url", required=True, help="the server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
-    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _add_protocol_option(p)
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_status)
+    p.set_defaults(run=cmd_status, check=_resolve_url)
 
     p = add_subcommand(
         sub, "doctor", help="check /dev/shm and a server for shared memory, with the fix for each problem"
     )
     p.add_argument("--url", help="also check this Triton server, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
-    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _add_protocol_option(p)
     p.add_argument("--capacity", type=_parse_size, help="the shared memory you plan to use, e.g. 512M or 2G")
     _add_header_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_doctor)
+    p.set_defaults(run=cmd_doctor, check=_resolve_url)
 
     from . import demo
 
     p = add_subcommand(sub, "demo", help="run Triton's add/sub shared memory flow end to end", description=demo.__doc__)
     p.add_argument("--url", help="run against a Triton server at HOST:PORT instead of the embedded one")
-    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="protocol for --url (default http)")
+    _add_protocol_option(p)
     p.add_argument(
         "--model",
         default="simple",
         help="model with INT32 INPUT0/INPUT1 [1,16] -> OUTPUT0 (sum), OUTPUT1 (difference); default simple",
     )
-    p.set_defaults(run=demo.run)
+    p.set_defaults(run=demo.run, check=_resolve_url)
     return parser
+
+
+def _add_protocol_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--protocol", choices=["http", "grpc"], help="protocol for --url (default: its http:// or grpc://, else http)"
+    )
 
 
 def _add_header_option(p: argparse.ArgumentParser) -> None:
@@ -505,22 +525,105 @@ def _add_header_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+# Checks of arguments taken together, run once the arguments are read: a
+# SharedMemoryException is a usage error.
+
+
+def _check_info(args: argparse.Namespace) -> None:
+    if args.dtype == "BYTES" and args.shape is None:
+        raise SharedMemoryException("--dtype BYTES needs --shape (its elements vary in size)")
+
+
+def _resolve_url(args: argparse.Namespace) -> None:
+    """The protocol from --protocol, else from --url's scheme, else http; --url
+    as tritonclient takes it (host:port)."""
+    from .triton.status import server_address
+
+    url = args.url
+    scheme = url.partition("://")[0] if url and "://" in url else None
+    if args.protocol is None:
+        args.protocol = scheme if scheme in ("http", "grpc") else "http"
+    if url is not None:
+        args.url = server_address(url, args.protocol)
+
+
+class _OutputFailed(Exception):
+    """Writing the command's output failed: the reader went away (`| head`),
+    or a full disk."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.error = error
+
+
+class _Output:
+    """stdout, telling a failure to write the output from every other OSError
+    (a socket to the server fails with the same errors)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _drop_output() -> None:
+    """Points stdout at /dev/null, so that the interpreter's flush at exit has
+    nothing to fail on (it would print "Exception ignored ...")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
+    if hasattr(sys.stdout, "reconfigure"):  # a name the terminal's encoding lacks is escaped, not an error
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        return run(args)
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        print(f"tritonshm {args.command}: interrupted", file=sys.stderr)
+        args = build_parser().parse_args(argv)  # a usage error exits 2 here, in one line
+    except KeyboardInterrupt:  # while --dtype imports numpy, say
+        print("tritonshm: interrupted", file=sys.stderr)
         return 130
+    prog = f"tritonshm {args.command}"
+    try:
+        if hasattr(args, "check"):
+            args.check(args)
     except SharedMemoryException as exc:
-        print(f"tritonshm {args.command}: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: {_one_line(exc)} (see {prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    run: Callable[[argparse.Namespace], int] = args.run
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)  # type: ignore[assignment]
+    try:
+        status = run(args)
+        sys.stdout.flush()
+        return status
+    except _OutputFailed as failed:
+        _drop_output()
+        if isinstance(failed.error, BrokenPipeError):  # the reader went away (`| head`): it had what it wanted
+            return 0
+        print(f"{prog}: cannot write the output: {failed}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
-        print(f"tritonshm {args.command}: {_one_line(_describe(exc))}", file=sys.stderr)
+        print(
+            f"{prog}: {_one_line(exc if isinstance(exc, SharedMemoryException) else _describe(exc))}", file=sys.stderr
+        )
         return EXIT_FAILED
+    finally:
+        sys.stdout = stdout
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,18 +7,26 @@ a server in another IPC namespace (it opens regions in its own /dev/shm and
 cannot find ours), or a server that keeps its shared-memory API closed. The
 checks, in order:
 
-- ``dev_shm``: /dev/shm is a tmpfs, with its size and free space; with a
-  capacity, that it fits (else the Docker, docker compose and Kubernetes size);
+- ``dev_shm``: /dev/shm is a tmpfs (in memory; a /dev/shm on disk gets a size
+  taken from this machine's memory, not from the disk), with its size and free
+  space; with a capacity, that it fits (else the Docker, docker compose and
+  Kubernetes size); and that this user may create a region there (else the
+  permission fix, never a size);
 - with a server: ``server_reachable``; ``shared_memory_api`` (not behind an
   access token, not restricted, client shared memory not disabled);
   ``same_dev_shm``: the server registers a fresh, uniquely named region created
   here, so it sees this host's /dev/shm (else the IPC fixes).
+
+A refusal the doctor cannot explain is a FAIL row with the server's own words;
+the checks after it still run where they can.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -70,12 +78,73 @@ def kubernetes_size_limit(size: int) -> str:
     return f"{-(-size // MIB)}Mi"
 
 
-def size_fix(size: int) -> str:
+def _container_fixes(size: int) -> str:
+    """`size` for /dev/shm as Docker, docker compose and Kubernetes set it."""
     return (
-        f"give /dev/shm at least {size // MIB} MiB: Docker: `docker run --shm-size={docker_shm_size(size)}`; "
+        f"Docker: `docker run --shm-size={docker_shm_size(size)}`; "
         f"docker compose: `shm_size: {docker_shm_size(size)}` on the service; Kubernetes: a volume "
         f"`emptyDir: {{medium: Memory, sizeLimit: {kubernetes_size_limit(size)}}}` mounted at /dev/shm "
         "(and memory limits that leave room for it: its pages count against the pod's memory)"
+    )
+
+
+def size_fix(size: int) -> str:
+    return f"give /dev/shm at least {-(-size // MIB)} MiB: " + _container_fixes(size)
+
+
+def tmpfs_fix(size: int) -> str:
+    """The fix for a /dev/shm that is not in memory: a tmpfs of `size`."""
+    return (
+        f"mount a tmpfs (memory, not disk) of {-(-size // MIB)} MiB on /dev/shm: on a host "
+        f"`mount -t tmpfs -o size={docker_shm_size(size)},mode=1777 tmpfs /dev/shm`; in a container, "
+        + _container_fixes(size)
+    )
+
+
+def memory_size() -> Optional[int]:
+    """The memory this process may use: the machine's (MemTotal), or its
+    cgroup's limit where that is lower (a container's memory limit)."""
+    sizes = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    sizes.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for path in _cgroup_limit_files():
+        try:
+            with open(path) as f:
+                sizes.append(int(f.read().strip()))  # "max" (no limit) is not a number
+        except (OSError, ValueError):
+            pass
+    return min(sizes) if sizes else None
+
+
+def _cgroup_limit_files() -> List[str]:
+    files = ["/sys/fs/cgroup/memory/memory.limit_in_bytes"]  # cgroup v1
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                hierarchy, _, path = line.strip().partition("::")
+                if hierarchy == "0":  # cgroup v2: "0::/path"
+                    files.append(f"/sys/fs/cgroup{path.rstrip('/')}/memory.max")
+    except OSError:
+        pass
+    return files
+
+
+def permission_fix(directory: str, error: int) -> str:
+    if error == errno.EROFS:
+        return (
+            f"{directory} is mounted read-only: mount it read-write (`mount -o remount,rw {directory}`; in "
+            "Kubernetes, a read-only root file system keeps /dev/shm writable only as its own volume: an "
+            "`emptyDir: {medium: Memory}` mounted at /dev/shm)"
+        )
+    return (
+        f"let every user create regions in {directory}, as usual (mode 1777, drwxrwxrwt: each region stays its "
+        f"owner's): `chmod 1777 {directory}` as root, or mount it with `-o mode=1777`; or run the client as a user "
+        f"who may write {directory}"
     )
 
 
@@ -119,45 +188,125 @@ def check_dev_shm(report: Report, capacity: Optional[int]) -> None:
         return
     total, free = fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize
     kind = _mount_type(directory) or "unknown"
-    report.dev_shm = {"path": directory, "type": kind, "size": total, "free": free, "capacity": capacity}
+    memory = memory_size()
+    report.dev_shm = {
+        "path": directory,
+        "type": kind,
+        "size": total,
+        "free": free,
+        "capacity": capacity,
+        "memory": memory,
+    }
     facts = f"{directory} is a {kind} of {human_size(total)}, {human_size(free)} free"
     if kind != "tmpfs":
-        fix = size_fix(max(total, capacity or 0, DOCKER_DEFAULT))
-        report.checks.append(Check("dev_shm", False, f"{facts}: not in memory", fix))
-    elif capacity is not None and capacity > free:
+        # The disk's size says nothing about what fits in memory: size the
+        # tmpfs for the capacity, else as the kernel sizes one (half the memory).
+        size = capacity or max(DOCKER_DEFAULT, (memory or 0) // 2)
+        memory_note = f" (this machine gives this process {human_size(memory)} of memory)" if memory else ""
+        report.checks.append(
+            Check(
+                "dev_shm",
+                False,
+                f"{facts}: not a tmpfs, so regions live on disk, not in memory{memory_note}",
+                tmpfs_fix(size),
+            )
+        )
+        return
+    if capacity is not None and capacity > free:
         needed = size_needed(capacity, total, free)
         report.checks.append(
             Check("dev_shm", False, f"{facts}; the {human_size(capacity)} you plan to use do not fit", size_fix(needed))
         )
-    else:
-        planned = f"; the {human_size(capacity)} you plan to use fit" if capacity is not None else ""
-        report.checks.append(Check("dev_shm", True, facts + planned))
+        return
+    refused = _try_create()
+    if refused is not None:
+        report.checks.append(_creation_refused(refused, directory, facts, capacity, total, free))
+        return
+    planned = f"; the {human_size(capacity)} you plan to use fit" if capacity is not None else ""
+    report.checks.append(Check("dev_shm", True, facts + planned + "; this user may create regions in it"))
 
 
-def _client(url: str, protocol: str) -> Any:
+def _try_create() -> Optional[SharedMemoryException]:
+    """Creates and removes a one-page region: None if that works, else why not."""
+    import tritonshm as shm
+
+    key = f"/tritonshm_doctor_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        shm.destroy_shared_memory_region(shm.create_shared_memory_region("tritonshm-doctor", key, 4096))
+    except SharedMemoryException as exc:
+        return exc
+    return None
+
+
+def _creation_refused(
+    exc: SharedMemoryException, directory: str, facts: str, capacity: Optional[int], total: int, free: int
+) -> Check:
+    """The failed dev_shm check for a region that could not be created, its
+    fix matching the cause: permissions are never fixed by a size."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        try:
+            st = os.stat(directory)
+            owner = f"{stat.filemode(st.st_mode)}, owned by uid {st.st_uid}"
+        except OSError:
+            owner = "unreadable"
+        return Check(
+            "dev_shm",
+            False,
+            f"{facts}; it is {owner}, and this user (uid {os.geteuid()}) may not create regions in it "
+            f"({os.strerror(exc.errno)})",
+            permission_fix(directory, exc.errno),
+        )
+    if exc.errno == errno.ENOSPC:
+        return Check(
+            "dev_shm",
+            False,
+            f"{facts}; not even one page fits ({os.strerror(exc.errno)})",
+            size_fix(size_needed(capacity or DOCKER_DEFAULT, total, free)),
+        )
+    return Check("dev_shm", False, f"{facts}; a region cannot be created in it: {' '.join(str(exc).split())}")
+
+
+UNEXPLAINED_FIX = (
+    "the doctor does not know this refusal: the server's words above say what it refused, and its log "
+    "(tritonserver --log-verbose=1) says more"
+)
+
+UNREACHABLE_FIX = (
+    "check the address and the port (Triton listens on 8000 for HTTP and 8001 for gRPC) and that "
+    "the server runs; in a Kubernetes pod, the client container reaches Triton at localhost"
+)
+
+
+def _words(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict[str, str]]) -> None:
+    from .triton.refusals import explain
+    from .triton.status import server_address
+
+    address = server_address(url, protocol)  # a bad address is the caller's mistake: it raises
     try:
         if protocol == "grpc":
             import tritonclient.grpc as module
         else:
             import tritonclient.http as module
     except ImportError as exc:
-        raise SharedMemoryException(
-            f"doctor --url needs tritonclient: pip install 'tritonclient[{protocol}]' ({exc})"
-        ) from exc
-    from .triton.status import server_address
-
-    return module.InferenceServerClient(url=server_address(url))
-
-
-def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict[str, str]]) -> None:
-    from .triton.refusals import explain
-
-    client = _client(url, protocol)
+        fix = f"pip install 'tritonclient[{protocol}]'"
+        report.checks.append(
+            Check("server_reachable", False, f"cannot reach a server without tritonclient ({exc})", fix)
+        )
+        return
+    try:
+        client = module.InferenceServerClient(url=address)
+    except Exception as exc:  # noqa: BLE001 - the client refused the address: no server answers there
+        report.checks.append(Check("server_reachable", False, f"no client for {url}: {_words(exc)}", UNREACHABLE_FIX))
+        return
     try:
         try:
             live = client.is_server_live(headers=headers)
         except Exception as exc:  # noqa: BLE001 - whatever the client raises, the server is not reachable
-            live, reason = False, " ".join(str(exc).split()) or type(exc).__name__
+            live, reason = False, _words(exc)
         else:
             reason = "it answers, but says it is not live"
         if not live:
@@ -166,8 +315,7 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
                     "server_reachable",
                     False,
                     f"no Triton server answers at {url} over {protocol} ({reason})",
-                    "check the address and the port (Triton listens on 8000 for HTTP and 8001 for gRPC) and that "
-                    "the server runs; in a Kubernetes pod, the client container reaches Triton at localhost",
+                    UNREACHABLE_FIX,
                 )
             )
             return
@@ -175,13 +323,12 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
         try:
             client.get_system_shared_memory_status(headers=headers)
         except Exception as exc:  # noqa: BLE001 - a refusal, explained where we can
-            words = " ".join(str(exc).split())
             report.checks.append(
                 Check(
                     "shared_memory_api",
                     False,
-                    f"the server refuses its shared-memory API: {words}",
-                    explain(exc) or "allow the shared-memory API on the server",
+                    f"the server refuses its shared-memory API: {_words(exc)}",
+                    explain(exc) or UNEXPLAINED_FIX,
                 )
             )
             return
@@ -191,9 +338,19 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
         client.close()
 
 
+class _NotUnregistered(Exception):
+    """The server registered the test region and then refused to unregister it."""
+
+    def __init__(self, name: str, refusal: BaseException) -> None:
+        super().__init__(name)
+        self.name, self.refusal = name, refusal
+
+
 def _try_register(client: Any, headers: Optional[Dict[str, str]], mode: int) -> Optional[BaseException]:
     """Creates a fresh region here, asks the server to register it, and
-    removes both; the server's refusal, or None if it registered."""
+    removes both; the server's refusal, or None if it registered. Raises
+    SharedMemoryException if the region cannot be created, _NotUnregistered
+    if the server keeps the registration."""
     import tritonshm as shm
 
     from .triton.registration import register
@@ -202,27 +359,46 @@ def _try_register(client: Any, headers: Optional[Dict[str, str]], mode: int) -> 
     handle = shm.create_shared_memory_region(f"tritonshm-doctor-{tag}", f"/tritonshm_doctor_{tag}", 4096, mode=mode)
     try:
         name = register(client, handle, headers=headers)
-    except SharedMemoryException as refusal:
+    except Exception as refusal:  # noqa: BLE001 - explained (SharedMemoryException) or the server's own
         return refusal
     finally:
         shm.destroy_shared_memory_region(handle)
-    client.unregister_system_shared_memory(name, headers=headers)
+    try:
+        client.unregister_system_shared_memory(name, headers=headers)
+    except Exception as refusal:  # noqa: BLE001 - whatever it is, the registration stays
+        raise _NotUnregistered(name, refusal) from refusal
     return None
 
 
 def _check_same_dev_shm(client: Any, headers: Optional[Dict[str, str]]) -> Check:
+    from .triton.refusals import explain
+
     try:
         refusal = _try_register(client, headers, 0o600)
         if refusal is None:
             return Check("same_dev_shm", True, "the server opened a region made here: it sees this host's /dev/shm")
         if "unable to open shared memory region" not in str(refusal).lower():
-            return Check("same_dev_shm", False, " ".join(str(refusal).split()), "see the server's words above")
+            words = refusal.__cause__ or refusal  # the server's own, under our explanation
+            return Check(
+                "same_dev_shm",
+                False,
+                f"the server refused to register a region made here: {_words(words)}",
+                explain(words) or UNEXPLAINED_FIX,
+            )
         if _try_register(client, headers, 0o666) is None:
             return Check(
                 "same_dev_shm", False, "the server opens a 0666 region made here, not a 0600 one", PERMISSION_FIX
             )
-    except SharedMemoryException as exc:  # creating the test region failed: /dev/shm is full or missing
-        return Check("same_dev_shm", False, f"could not make a test region: {exc}", size_fix(DOCKER_DEFAULT))
+    except _NotUnregistered as kept:
+        return Check(
+            "same_dev_shm",
+            False,
+            f"the server registered a region made here, then refused to unregister it: {_words(kept.refusal)}; "
+            f"'{kept.name}' stays registered until the server restarts (`tritonshm status` lists it)",
+            explain(kept.refusal) or UNEXPLAINED_FIX,
+        )
+    except SharedMemoryException as exc:  # the test region could not be created here: dev_shm says why
+        return Check("same_dev_shm", False, f"could not make a test region here, see dev_shm: {_words(exc)}")
     return Check(
         "same_dev_shm",
         False,

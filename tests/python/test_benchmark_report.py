@@ -64,3 +64,29 @@ def test_the_triton_table_compares_the_pool_with_the_best_other_and_plain_from_1
     fixed = next(line for line in lines if line.startswith("fixed"))
     assert "1.05, 2.00!" in variable and "x3.8!, x2.0!" in variable, variable  # 80/21 = 3.8 < 4
     assert "0.95" in fixed and " x" not in fixed.split("0.95")[1], fixed  # no plain ratio below 16 MiB
+
+
+def accelerate_rows(protocol, size, plain, accelerated, pool, case="accelerate"):
+    return [
+        {"case": f"{case}_{protocol}", "protocol": protocol, "size": size, "contender": name, "median": ms / 1e3}
+        | {"server_median": 1e-3}
+        for name, ms in (("plain", plain), ("accelerated", accelerated), ("pool.infer", pool))
+    ]
+
+
+def test_the_accelerate_table_marks_each_missed_target():
+    rows = accelerate_rows("http", 4 * KiB, 2.0, 2.2, 2.1)  # 1.10 over plain: missed
+    rows += accelerate_rows("grpc", 4 * KiB, 2.0, 2.08, 2.1)  # 1.04: met
+    rows += accelerate_rows("http", 16 * MiB, 100.0, 41.0, 40.0)  # x2.44 < 2.5: missed; 1.03 of the pool: met
+    rows += accelerate_rows("http", 64 * MiB, 500.0, 160.0, 140.0)  # x3.1: met; 1.14 of the pool: missed
+    rows += accelerate_rows("http", 16 * MiB, 100.0, 90.0, 40.0, case="accelerate_new_shapes")  # no targets here
+    lines = report.accelerate_table(rows).splitlines()
+
+    def line(protocol, size, after=0):
+        return [x for x in lines if x.startswith(f"{protocol:<9}{size:>8}")][after]
+
+    assert line("http", "4 KiB").split()[-3:] == ["1.10!", "0.91", "1.05"]
+    assert line("grpc", "4 KiB").split()[-3:] == ["1.04", "0.96", "0.99"]
+    assert line("http", "16 MiB").split()[-3:] == ["0.41", "2.44!", "1.02"]
+    assert line("http", "64 MiB").split()[-3:] == ["0.32", "3.12", "1.14!"]
+    assert "!" not in line("http", "16 MiB", 1), "the new-shapes table has no targets"

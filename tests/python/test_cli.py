@@ -205,3 +205,55 @@ def test_gc_leaves_other_tools_regions_alone_unless_asked():
     finally:
         for key in keys:
             shm_path(key).unlink(missing_ok=True)
+
+
+SHAPES = [[], [0], [5], [7], [1001], [3000], [2, 3], [10, 200], [7, 7, 7], [3, 0, 4], [1, 1, 2000], [6, 170], [2000, 1]]
+
+
+def test_info_prints_what_numpy_prints_and_its_json_holds_every_value(make_key, monkeypatch):
+    """`info` reads only the elements numpy shows (the first and last three along each long axis, past 1000
+    elements) and writes JSON a piece at a time: both must read as if the whole array were at hand."""
+    from tritonshm import _contents
+    from tritonshm._contents import Tensor
+
+    key = make_key("view")
+    n = 1 << 16
+    handle = shm.create_shared_memory_region("view", key, n * 8)
+    words = [bytes([i % 251]) * (i % 5) for i in range(2500)]
+    encoded = np.frombuffer(shm.serialize_byte_tensor(np.array(words, dtype=object)).item(), np.uint8)
+    try:
+        shm.set_shared_memory_region(handle, [(np.random.default_rng(1).standard_normal(n) * 100)])
+        region = shm.get_contents_as_numpy(handle, np.uint8, [n * 8]).copy()
+        for dtype, triton in [(np.float64, "FP64"), (np.float32, "FP32"), (np.int16, "INT16"), (np.bool_, "BOOL")]:
+            values = np.frombuffer(region.tobytes(), dtype=dtype)
+            for shape in SHAPES:
+                expected = values[: int(np.prod(shape))].reshape(shape)
+                assert Tensor(key, triton, shape, 0, n * 8, key).printed() == str(expected), (triton, shape)
+                for piece in (1, 3, 7, 1 << 16):  # pieces within a row, of whole rows, of the whole array
+                    monkeypatch.setattr(_contents, "PIECE_ELEMENTS", piece)
+                    got = "".join(Tensor(key, triton, shape, 0, n * 8, key).json_values())
+                    assert got == json.dumps(expected.tolist()), (triton, shape, piece)
+        shm.set_shared_memory_region(handle, [encoded], offset=8)
+        for shape in [[1], [6], [7], [2500], [50, 50], [7, 7, 7], [0]]:
+            expected = np.array(words[: int(np.prod(shape))], dtype=object).reshape(shape)
+            bytes_tensor = Tensor(key, "BYTES", shape, 8, n * 8, key)
+            assert bytes_tensor.printed() == str(expected), shape
+            assert json.loads("".join(bytes_tensor.json_values())) == [w.decode("latin-1") for w in expected.flat]
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
+def test_info_names_a_bytes_element_that_runs_past_the_region(make_key):
+    key = make_key("bytes")
+    handle = shm.create_shared_memory_region("n", key, 64)
+    try:
+        data = (2).to_bytes(4, "little") + b"ab" + (1000).to_bytes(4, "little")  # "ab", then 1000 bytes
+        shm.set_shared_memory_region(handle, [np.frombuffer(data, np.uint8)])
+        result = cli("info", key, "--dtype", "BYTES", "--shape", "2", check=False)
+        assert (result.returncode, result.stderr) == (
+            1,
+            f"tritonshm info: unable to inspect shared memory '{key}': malformed BYTES tensor: element 1 at byte 6 "
+            "declares 1000 bytes, only 54 remain of 64\n",
+        )
+    finally:
+        shm.destroy_shared_memory_region(handle)

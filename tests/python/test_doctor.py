@@ -3,25 +3,45 @@
 server with its shared-memory API open, behind an access token, and in another
 mount namespace (a server that cannot see our /dev/shm)."""
 
+import errno
+import http.server
 import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from tritonshm.doctor import IPC_FIX, docker_shm_size, kubernetes_size_limit, size_needed
+from tritonshm._units import human_size
+from tritonshm.doctor import (
+    IPC_FIX,
+    MIB,
+    UNEXPLAINED_FIX,
+    _mount_type,
+    docker_shm_size,
+    kubernetes_size_limit,
+    permission_fix,
+    size_needed,
+    tmpfs_fix,
+)
+
+from conftest import AS_NOBODY, skip_unless_nobody_can_run_python
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 
-def doctor(*args, in_small_dev_shm=None):
-    command = [PY, "-m", "tritonshm", "doctor", *args]
+def doctor(*args, in_small_dev_shm=None, dev_shm=None, user=()):
+    """`tritonshm doctor`; in a private mount namespace whose /dev/shm is a
+    tmpfs of `in_small_dev_shm` bytes, or is made by the shell command
+    `dev_shm`; run as `user` (a setpriv command) if given."""
+    command = [*user, PY, "-m", "tritonshm", "doctor", *args]
     if in_small_dev_shm:
-        script = f'mount -t tmpfs -o size={in_small_dev_shm} tmpfs /dev/shm && exec "$@"'
-        command = ["unshare", "-m", "sh", "-c", script, "sh", *command]
+        dev_shm = f"mount -t tmpfs -o size={in_small_dev_shm} tmpfs /dev/shm"
+    if dev_shm:
+        command = ["unshare", "-m", "sh", "-c", f'{dev_shm} && exec "$@"', "sh", *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in result.stderr, result.stderr
     return result
@@ -112,3 +132,127 @@ def test_server_that_cannot_see_our_dev_shm_gets_the_ipc_fix():
             assert "--ipc=host" in IPC_FIX and 'ipc: "service:triton"' in IPC_FIX and "emptyDir" in IPC_FIX
         leftovers = [p.name for p in pathlib.Path("/dev/shm").glob("tritonshm_doctor_*")]
         assert not leftovers, leftovers
+
+
+@needs_mount_namespace
+def test_an_unwritable_dev_shm_gets_the_permission_fix_never_a_size():
+    """Found by the red team: the doctor said all was well, and with a server suggested --shm-size."""
+    skip_unless_nobody_can_run_python()
+    not_ours = doctor(
+        "--capacity", "16M", "--json", dev_shm="mount -t tmpfs -o size=64M,mode=0755 tmpfs /dev/shm", user=AS_NOBODY
+    )
+    assert not_ours.returncode == 4, (not_ours.stdout, not_ours.stderr)
+    assert checks(not_ours)["dev_shm"] == {
+        "name": "dev_shm",
+        "ok": False,
+        "detail": "/dev/shm is a tmpfs of 64.0 MiB, 64.0 MiB free; it is drwxr-xr-x, owned by uid 0, and this user "
+        "(uid 65534) may not create regions in it (Permission denied)",
+        "fix": permission_fix("/dev/shm", errno.EACCES),
+    }
+    read_only = doctor("--json", dev_shm="mount -t tmpfs -o size=64M,ro tmpfs /dev/shm")
+    assert read_only.returncode == 4, (read_only.stdout, read_only.stderr)
+    assert checks(read_only)["dev_shm"] == {
+        "name": "dev_shm",
+        "ok": False,
+        "detail": "/dev/shm is a tmpfs of 64.0 MiB, 64.0 MiB free; it is drwxrwxrwt, owned by uid 0, and this user "
+        "(uid 0) may not create regions in it (Read-only file system)",
+        "fix": permission_fix("/dev/shm", errno.EROFS),
+    }
+    assert "--shm-size" not in permission_fix("/dev/shm", errno.EACCES) + permission_fix("/dev/shm", errno.EROFS)
+
+
+@needs_mount_namespace
+def test_a_dev_shm_on_disk_is_not_a_tmpfs_and_is_sized_from_memory_not_from_the_disk(tmp_path):
+    """Found by the red team: a /dev/shm bound to a disk directory was told `--shm-size=258020m` (the disk) on a
+    machine of 24 GiB."""
+    if _mount_type(str(tmp_path)) == "tmpfs":
+        pytest.skip(f"{tmp_path} is a tmpfs here: no directory on disk to bind over /dev/shm")
+    on_disk = f"mount --bind {tmp_path} /dev/shm"
+    sized = [(["--capacity", "256M"], lambda memory: 256 * MIB), ([], lambda memory: max(64 * MIB, memory // 2))]
+    for args, size in sized:
+        result = doctor(*args, "--json", dev_shm=on_disk)
+        assert result.returncode == 4, (result.stdout, result.stderr)
+        facts = json.loads(result.stdout)["dev_shm"]
+        assert facts["type"] != "tmpfs" and 0 < facts["memory"] < facts["size"], facts
+        assert checks(result)["dev_shm"] == {
+            "name": "dev_shm",
+            "ok": False,
+            "detail": f"/dev/shm is a {facts['type']} of {human_size(facts['size'])}, {human_size(facts['free'])} "
+            "free: not a tmpfs, so regions live on disk, not in memory (this machine gives this process "
+            f"{human_size(facts['memory'])} of memory)",
+            "fix": tmpfs_fix(size(facts["memory"])),
+        }
+    assert tmpfs_fix(256 * MIB).startswith(
+        "mount a tmpfs (memory, not disk) of 256 MiB on /dev/shm: on a host "
+        "`mount -t tmpfs -o size=256m,mode=1777 tmpfs /dev/shm`; in a container, Docker: `docker run --shm-size=256m`"
+    )
+
+
+class RefusingServer(http.server.ThreadingHTTPServer):
+    """Triton's HTTP API as far as the doctor uses it, refusing to register
+    (`refuse="register"`) or to unregister a region with words of its own,
+    as no Triton the doctor knows would."""
+
+    def __init__(self, refuse):
+        self.refuse, self.registered = refuse, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self.answer(200, [] if self.path.startswith("/v2/systemsharedmemory/status") else {})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                name, _, action = self.path.rpartition("/")
+                if action == "register":
+                    server.registered.append(name.rpartition("/")[2])
+                if action == server.refuse:
+                    return self.answer(400, {"error": f"{action}ing is not allowed for this client"})
+                self.answer(200, {})
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.mark.parametrize("refuse", ["register", "unregister"])
+def test_a_refusal_the_doctor_cannot_explain_is_one_fail_row_with_the_servers_words(refuse):
+    """Found by the red team: such a refusal ended the whole report in one error line, losing every row."""
+    server = RefusingServer(refuse)
+    try:
+        result = doctor("--url", server.url, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    found = checks(result)
+    assert [(name, check["ok"]) for name, check in found.items()] == [
+        ("dev_shm", True),
+        ("server_reachable", True),
+        ("shared_memory_api", True),
+        ("same_dev_shm", False),
+    ]
+    if refuse == "register":
+        detail = "the server refused to register a region made here: [400] registering is not allowed for this client"
+    else:
+        detail = (
+            "the server registered a region made here, then refused to unregister it: [400] unregistering is not "
+            f"allowed for this client; '{server.registered[0]}' stays registered until the server restarts "
+            "(`tritonshm status` lists it)"
+        )
+    assert found["same_dev_shm"] == {"name": "same_dev_shm", "ok": False, "detail": detail, "fix": UNEXPLAINED_FIX}
+    assert not list(pathlib.Path("/dev/shm").glob("tritonshm_doctor_*"))

@@ -140,6 +140,32 @@ class ClientAdapter:
         refused it or ran it to the end, and so will not touch its memory again."""
         raise NotImplementedError
 
+    # -- the caller's own request objects (the accelerator) --------------------
+
+    # The InferInput attribute that holds an input's bytes as they travel in the request.
+    data_attribute = ""
+
+    def given_input(self, item: Any) -> Optional[Tuple[str, str, Tuple[int, ...], Any]]:
+        """(name, datatype, shape, data) of a tritonclient InferInput whose
+        bytes travel in the request, `data` being what its data attribute
+        holds (bytes, or what the accelerator staged); None for one that must
+        travel exactly as the caller made it: JSON data, the caller's own
+        shared memory, no data, or parameters this layer does not know."""
+        raise NotImplementedError
+
+    def declared_input(self, item: Any) -> Tuple[str, str, List[int]]:
+        """(name, datatype, shape) of a tritonclient InferInput, as set."""
+        raise NotImplementedError
+
+    def set_input_data(self, item: Any, data: Any) -> None:
+        """What the InferInput's set_data_from_numpy does once it has the
+        bytes (binary data), with `data` in their place."""
+        raise NotImplementedError
+
+    def largest_inline_output(self, result: Any) -> int:
+        """The bytes of the largest output the response carried (0 if none)."""
+        raise NotImplementedError
+
 
 class _HttpAdapter(ClientAdapter):
     protocol = "http"
@@ -154,6 +180,35 @@ class _HttpAdapter(ClientAdapter):
         if part is not None:
             made.set_shared_memory(part.name, part.size, offset=part.offset)
         return made
+
+    data_attribute = "_raw_data"
+
+    def given_input(self, item: Any) -> Optional[Tuple[str, str, Tuple[int, ...], Any]]:
+        state = item.__dict__  # read around the accelerator's descriptor: staged data stays staged
+        data = state.get("_raw_data")
+        if data is None or any(key != "binary_data_size" for key in state.get("_parameters") or ()):
+            return None
+        return str(state["_name"]), str(state["_datatype"]), tuple(int(d) for d in state["_shape"]), data
+
+    def declared_input(self, item: Any) -> Tuple[str, str, List[int]]:
+        return str(item._name), str(item._datatype), list(item._shape)
+
+    def set_input_data(self, item: Any, data: Any) -> None:
+        parameters = item._parameters
+        for key in ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"):
+            parameters.pop(key, None)
+        item._data = None
+        item.__dict__["_raw_data"] = data
+        parameters["binary_data_size"] = len(data)
+
+    def largest_inline_output(self, result: Any) -> int:
+        return max(
+            (
+                int((output.get("parameters") or {}).get("binary_data_size", 0))
+                for output in result.get_response().get("outputs", ())
+            ),
+            default=0,
+        )
 
     def output_request(self, requested: Any) -> Tuple[str, bool]:
         parameters = getattr(requested, "_parameters", {})
@@ -188,6 +243,28 @@ class _GrpcAdapter(ClientAdapter):
     ) -> Tuple[Any, tuple, Dict[str, Any]]:  # type: ignore[type-arg]
         call, args, kwargs = super().model_config(client, model_name, model_version, headers)
         return call, args, {**kwargs, "as_json": True}
+
+    data_attribute = "_raw_content"
+
+    def given_input(self, item: Any) -> Optional[Tuple[str, str, Tuple[int, ...], Any]]:
+        data = item.__dict__.get("_raw_content")  # around the accelerator's descriptor, as for HTTP
+        tensor = item._input  # the protobuf InferInputTensor: binary data leaves its parameters empty
+        if data is None or len(tensor.parameters):
+            return None
+        return str(tensor.name), str(tensor.datatype), tuple(int(d) for d in tensor.shape), data
+
+    def declared_input(self, item: Any) -> Tuple[str, str, List[int]]:
+        tensor = item._input
+        return str(tensor.name), str(tensor.datatype), list(tensor.shape)
+
+    def set_input_data(self, item: Any, data: Any) -> None:
+        parameters = item._input.parameters
+        for key in ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"):
+            parameters.pop(key, None)
+        item.__dict__["_raw_content"] = data
+
+    def largest_inline_output(self, result: Any) -> int:
+        return max(map(len, result.get_response().raw_output_contents), default=0)
 
     def output_request(self, requested: Any) -> Tuple[str, bool]:
         tensor = requested._output  # the protobuf InferRequestedOutputTensor

@@ -31,6 +31,11 @@ class RequestInput:
     shape: Tuple[int, ...]
     nbytes: int
     shareable: bool = True
+    # A LeasePart of the pool's own registered memory that already holds the
+    # input's bytes (the accelerator stages an array there when the caller
+    # sets it): sent from where it lies, neither written nor given room in
+    # the request's lease.
+    placed: Optional[Any] = None
 
     def write(self, part: Any) -> None:
         """Copies the input's bytes into `part` (a LeasePart of `nbytes`)."""

@@ -400,7 +400,7 @@ def close_steps(state: PoolState) -> Steps[None]:
         still += yield from _unregister_until(state, given_up, ABANDONED_WAITS)
         if still:
             warnings.warn(
-                f"SharedMemoryPool.close(): the server would not unregister {still} while a request uses them: "
+                f"closing the shared memory pool: the server would not unregister {still} while a request uses them: "
                 "one this pool gave up on (a timeout, a cancellation) may still run there. Unregister them when "
                 "it ends (`tritonshm status --url ...` shows them).",
                 RuntimeWarning,
@@ -471,7 +471,10 @@ def infer_steps(state: PoolState, request: InferRequest, client: Any = None) -> 
     while True:
         transport = choose(request, signature, model, state.learned, state.config.inline_threshold, attempt)
         layout = Layout.of(
-            [item.nbytes if shm else None for item, shm in zip(request.inputs, transport.inputs_in_shm)],
+            [
+                item.nbytes if shm and item.placed is None else None
+                for item, shm in zip(request.inputs, transport.inputs_in_shm)
+            ],
             [out.slot for out in transport.outputs or ()],
             state.config.alignment,
         )
@@ -521,8 +524,10 @@ def _exchange(
         input_parts = layout.input_parts(lease) if lease is not None else [None] * len(request.inputs)
         output_parts = layout.output_parts(lease) if lease is not None else [None] * len(transport.outputs or ())
         infer_inputs = []
-        for item, part in zip(request.inputs, input_parts):
-            if part is None:
+        for item, part, shm in zip(request.inputs, input_parts, transport.inputs_in_shm):
+            if shm and item.placed is not None:  # already in the pool's memory
+                infer_inputs.append(adapter.shm_input(item.name, list(item.shape), item.datatype, item.placed))
+            elif part is None:
                 infer_inputs.append(item.inline(adapter))
             else:
                 item.write(part)
@@ -594,7 +599,7 @@ def _send(
 def _give_up(state: PoolState, lease: Any) -> None:
     if state.ledger.answered(lease.name):  # no longer waited for; the server may still run it
         warnings.warn(
-            f"SharedMemoryPool.close() left '{lease.name}' to a request that was then given up on while the server "
+            f"closing the shared memory pool left '{lease.name}' to a request that was then given up on while the server "
             "ran it: the name stays registered until that request ends there. Unregister it then "
             "(`tritonshm status --url ...` shows it).",
             RuntimeWarning,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Optional
 
 from .._core import SharedMemoryException
 from ..inventory import list_regions
 
-__all__ = ["server_regions", "shared_memory_status"]
+__all__ = ["server_address", "server_regions", "shared_memory_status"]
 
 
 def server_regions(client: Any, headers: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
@@ -39,10 +40,11 @@ def shared_memory_status(client: Any, headers: Optional[Dict[str, str]] = None) 
       without unregistering, or the server is in another IPC namespace);
     - ``not_registered``: in /dev/shm here, not registered with this server.
     """
+    registered = server_regions(client, headers)  # first: a server that refuses costs no scan of /proc
     local = {info.key: info for info in list_regions()}
     rows: List[Dict[str, Any]] = []
     seen = set()
-    for region in server_regions(client, headers):
+    for region in registered:
         key = "/" + region["key"].lstrip("/")
         info = local.get(key)
         seen.add(key)
@@ -75,11 +77,31 @@ def shared_memory_status(client: Any, headers: Optional[Dict[str, str]] = None) 
     return rows
 
 
-def server_address(url: str) -> str:
-    """host:port as tritonclient wants it; users often type http://host:port."""
-    for scheme in ("http://", "grpc://"):
-        if url.startswith(scheme):
-            return url[len(scheme) :]
-    if "://" in url:
+# host:port, the host a name, an IPv4 address or an IPv6 one in brackets; HTTP
+# may add a path (a proxy's prefix, which tritonclient keeps).
+_ADDRESS = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]+)(?P<path>/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?"
+)
+
+
+def server_address(url: str, protocol: str = "http") -> str:
+    """host:port as tritonclient wants it, from what users type: http://host:port
+    and grpc://host:port too. Anything that is not an address raises, saying
+    why: tritonclient would take a port past 65535 modulo 65536 (gRPC), or fail
+    in its constructor and then again in its __del__."""
+    address = url
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        if scheme not in ("http", "grpc"):
+            raise SharedMemoryException(f"--url takes host:port (e.g. localhost:8000), got {url!r}")
+        if scheme != protocol:
+            raise SharedMemoryException(f"--url {url!r} is a {scheme} address, but the protocol is {protocol}")
+        address = rest
+    match = _ADDRESS.fullmatch(address)
+    if match is None:
         raise SharedMemoryException(f"--url takes host:port (e.g. localhost:8000), got {url!r}")
-    return url
+    if not 1 <= int(match.group("port")) <= 65535:
+        raise SharedMemoryException(f"--url {url!r}: the port is not in 1-65535")
+    if match.group("path") and protocol != "http":
+        raise SharedMemoryException(f"--url {url!r}: a {protocol} address is host:port, without a path")
+    return address
