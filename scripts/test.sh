@@ -163,9 +163,9 @@ if [ "$QUICK" = 1 ]; then
 fi
 
 stage "4. Python tests (pytest, $E2E_WORKERS workers)"
-# loadfile: a file's tests run on one worker, in order (the C++ package is
-# built once; the doctor's tests see no other doctor's region).
-"$VENV/bin/python" -m pytest -ra -n "$E2E_WORKERS" --dist loadfile --durations=15 "$@"
+# Tests go to whichever worker is free, the slow end-to-end ones spread out;
+# the C++ package is built once for all of them (conftest.build_once).
+"$VENV/bin/python" -m pytest -ra -n "$E2E_WORKERS" --durations=15 "$@"
 
 stage "5. Python tests against an ASan + UBSan build of the extension"
 asan_site="$ROOT/build/asan-site"
