@@ -163,9 +163,11 @@ if [ "$QUICK" = 1 ]; then
 fi
 
 stage "4. Python tests (pytest, $E2E_WORKERS workers)"
-# Tests go to whichever worker is free, the slow end-to-end ones spread out;
-# the C++ package is built once for all of them (conftest.build_once).
-"$VENV/bin/python" -m pytest -ra -n "$E2E_WORKERS" --durations=15 "$@"
+# The slow end-to-end tests come first (conftest.py) and --maxschedchunk 1
+# hands out tests one by one as workers free up, so those spread over the
+# workers instead of queueing on one; the C++ package is built once for all of
+# them (conftest.build_once).
+"$VENV/bin/python" -m pytest -ra -n "$E2E_WORKERS" --maxschedchunk 1 --durations=15 "$@"
 
 stage "5. Python tests against an ASan + UBSan build of the extension"
 asan_site="$ROOT/build/asan-site"
