@@ -16,7 +16,8 @@
 #   5. the Python suite again against an ASan + UBSan build of the extension
 #   6. a smoke run of the benchmark suite (keeps it working; judges no speed), and
 #      a short soak of the pool (a minute: threads, growth, an unregister-all and a
-#      server restart; fails on a wrong result, a failure or a leftover)
+#      server restart; fails on a wrong result, a failure or a leftover); it
+#      mostly waits, so it runs alongside stage 7
 #   7. the wheels (scripts/python_matrix.sh): one per CPython 3.9-3.14 this
 #      machine has, built once, repaired to a manylinux tag and checked,
 #      installed without a compiler into a clean venv with that version's
@@ -66,7 +67,7 @@ end_stage() {
 }
 report() {
   local status=$?
-  local failed="$stage_name"
+  local failed="${FAILED_IN:-$stage_name}"
   end_stage
   log "time per stage ($([ "$QUICK" = 1 ] && echo quick || echo full); load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "  wall      CPU  stage"
@@ -195,9 +196,32 @@ ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PYT
   --deselect tests/python/test_cli_hostile.py::test_info_reads_only_what_it_shows_of_a_region_four_times_its_memory \
   --deselect tests/python/test_cli_hostile.py::test_info_as_json_writes_every_value_a_piece_at_a_time
 
-stage "6. benchmark smoke run (tiny sizes; not a measurement) and a one-minute soak of the pool"
-"$VENV/bin/python" -m benchmarks --smoke --out "$ROOT/build/bench-smoke"
-"$VENV/bin/python" -m benchmarks --smoke --only soak --out "$ROOT/build/bench-soak"
+# Stage 6 mostly waits (for its server, and the soak's minute): it runs in
+# the background alongside stage 7, which computes; its output and time follow
+# stage 7's.
+end_stage
+bench_name="6. benchmark smoke run (tiny sizes; not a measurement) and a one-minute soak of the pool (alongside 7)"
+log "$bench_name: started, its output follows stage 7's"
+bench_log="$ROOT/build/bench.log"
+bench_start=$SECONDS
+(
+  "$VENV/bin/python" -m benchmarks --smoke --out "$ROOT/build/bench-smoke"
+  "$VENV/bin/python" -m benchmarks --smoke --only soak --out "$ROOT/build/bench-soak"
+) >"$bench_log" 2>&1 &
+bench_pid=$!
 
 stage "7. the wheels: one per CPython this machine has, each tested in a clean venv (scripts/python_matrix.sh)"
-bash "$ROOT/scripts/python_matrix.sh"
+matrix_status=0
+bash "$ROOT/scripts/python_matrix.sh" || matrix_status=$?
+end_stage
+
+log "$bench_name"
+cpu_seconds
+bench_cpu=$CPU
+bench_status=0
+wait "$bench_pid" || bench_status=$?
+cpu_seconds
+cat "$bench_log"
+STAGES+=("$(printf '%6d s %8d s  %s' $((SECONDS - bench_start)) $((CPU - bench_cpu)) "$bench_name")")
+[ "$bench_status" -eq 0 ] || { FAILED_IN="$bench_name"; exit "$bench_status"; }
+[ "$matrix_status" -eq 0 ] || { FAILED_IN="7. the wheels"; exit "$matrix_status"; }
