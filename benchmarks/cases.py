@@ -19,7 +19,7 @@ from .timing import calls_for, interleaved, summary, time_per_call
 try:
     import tritonclient.utils as ref_utils
     import tritonclient.utils.shared_memory as ref
-except ImportError:  # the suite needs the reference: see README
+except ImportError:  # the suite needs the reference: see docs/performance.md
     ref = ref_utils = None
 
 _keys = itertools.count()

@@ -4,6 +4,7 @@
 source "$(dirname "$0")/common.sh"
 ensure_apt g++:g++
 ensure_venv
+use_ccache
 install_package
 log "tritonshm demo $*"
 exec "$VENV/bin/tritonshm" demo "$@"

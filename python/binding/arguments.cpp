@@ -20,8 +20,7 @@ std::string parse_str(nb::handle obj, const char* name, Operation op, std::strin
 }
 
 std::string parse_file_name(nb::handle obj, const char* name, Operation op) {
-  if (PyBytes_Check(obj.ptr()))
-    return {PyBytes_AS_STRING(obj.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(obj.ptr()))};
+  if (PyBytes_Check(obj.ptr())) return std::string(bytes_view(obj.ptr()));
   if (!PyUnicode_Check(obj.ptr())) {
     throw SharedMemoryError(op, "", std::string(name) + " must be a str or bytes, got " + py_type_name(obj));
   }
@@ -31,7 +30,7 @@ std::string parse_file_name(nb::handle obj, const char* name, Operation op) {
     throw SharedMemoryError(op, "", std::string(name) + " cannot be encoded as a file name");
   }
   const nb::object owned = nb::steal(encoded);
-  return {PyBytes_AS_STRING(encoded), static_cast<std::size_t>(PyBytes_GET_SIZE(encoded))};
+  return std::string(bytes_view(encoded));
 }
 
 uint64_t parse_unsigned(nb::handle obj, const char* name, Operation op, std::string_view key, uint64_t limit) {

@@ -55,7 +55,7 @@ bool starts_with(const std::string& text, const std::string& prefix) { return te
 // How a process dies of a SIGBUS nobody catches: the signal, or under
 // AddressSanitizer, ASan's report and a failed exit.
 bool died_of_sigbus(int status) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TRITONSHM_TEST_ASAN)  // test_support.hpp: gcc and clang alike
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0) return true;
 #endif
   return WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;

@@ -72,6 +72,16 @@ def no_leftover_regions() -> Iterator[None]:
     assert not held, f"test left handles in the registry: {held}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """On parallel workers (pytest-xdist), the slow end-to-end tests come
+    first (each waits tens of seconds for servers of its own): the workers
+    start on them side by side and the short tests fill in around them, so
+    the run is not left waiting on one handed out last. A run on one process
+    keeps the files' order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: not (item.get_closest_marker("slow") and item.get_closest_marker("e2e")))
+
+
 def free_port() -> int:
     import socket
 
@@ -119,26 +129,56 @@ def run(*cmd, cwd=None):
     return result
 
 
+def run_folder(tmp_path_factory, name: str) -> pathlib.Path:
+    """A folder for this test run: shared by the parallel workers of one
+    pytest-xdist run (their temporary folders have one parent), else this
+    session's own."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run_id:
+        return tmp_path_factory.mktemp(name)
+    folder = tmp_path_factory.getbasetemp().parent / f"{name}-{run_id}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def build_once(folder: pathlib.Path, build: Callable[[], None]) -> None:
+    """Runs `build` into `folder` unless it was done there: parallel workers
+    wait for the first one (a lock on the folder) and use what it built."""
+    import fcntl
+
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            build()
+            (folder / ".built").touch()
+
+
 @pytest.fixture(scope="session")
 def examples(tmp_path_factory):
     """The C++ library installed with `cmake --install`, and examples/cpp built
-    against the installed package as a separate project: their build folder."""
+    against the installed package as a separate project: their build folder
+    (built once per run, also with parallel workers)."""
     import shutil
 
     cmake = shutil.which("cmake")
     assert cmake, "cmake is required (scripts/test.sh installs it)"
     root = pathlib.Path(__file__).resolve().parents[2]
-    work = tmp_path_factory.mktemp("cpp")
+    work = run_folder(tmp_path_factory, "cpp")
     prefix = work / "prefix"
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    run(cmake, "-S", root, "-B", work / "build", *gen, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={prefix}")
-    run(cmake, "--build", work / "build")
-    run(cmake, "--install", work / "build")
+
+    def build() -> None:
+        release = ["-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={prefix}"]
+        run(cmake, "-S", root, "-B", work / "build", *gen, *release)
+        run(cmake, "--build", work / "build")
+        run(cmake, "--install", work / "build")
+        # The examples see only the installed package, never this source tree.
+        run(cmake, "-S", root / "examples/cpp", "-B", work / "examples", *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
+        run(cmake, "--build", work / "examples")
+
+    build_once(work, build)
     assert (prefix / "include/tritonshm/tritonshm.hpp").exists()
     assert list(prefix.glob("lib*/cmake/tritonshm/tritonshmConfig.cmake"))
-    # The examples see only the installed package, never this source tree.
-    run(cmake, "-S", root / "examples/cpp", "-B", work / "examples", *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
-    run(cmake, "--build", work / "examples")
     return work / "examples"
 
 

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import tritonshm as shm
 
@@ -179,6 +180,7 @@ def test_gc_keeps_everything_while_a_process_cannot_be_inspected(make_key):
     shm_path(key).unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_gc_leaves_other_tools_regions_alone_unless_asked():
     """Triton's Python backend and Python's multiprocessing (PyTriton) manage
     their own regions; on a Triton host, `tritonshm gc` must not take them."""

@@ -18,7 +18,10 @@ import pytest
 
 import tritonshm as shm
 
-from conftest import run, shm_path
+from conftest import build_once, run, shm_path
+
+# Each test needs the C++ package built (tens of seconds, once per run): slow.
+pytestmark = pytest.mark.slow
 
 
 def test_python_reads_what_cpp_wrote(examples, make_key):
@@ -77,12 +80,18 @@ PROGRAMS = {
 
 @pytest.fixture(scope="session")
 def shm_utils_programs(examples):
-    """tests/cpp_package built against the package that `examples` installed."""
+    """tests/cpp_package built against the package that `examples` installed
+    (once per run, also with parallel workers)."""
     prefix = examples.parent / "prefix"
     build = examples.parent / "shm_utils_programs"
+    build.mkdir(exist_ok=True)
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    run("cmake", "-S", ROOT / "tests/cpp_package", "-B", build, *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
-    run("cmake", "--build", build)
+
+    def configure_and_build():
+        run("cmake", "-S", ROOT / "tests/cpp_package", "-B", build, *gen, f"-DCMAKE_PREFIX_PATH={prefix}")
+        run("cmake", "--build", build)
+
+    build_once(build, configure_and_build)
     return build
 
 

@@ -281,6 +281,7 @@ def can_unshare():
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not can_unshare(), reason="needs `unshare -m` (root) to give the server its own /dev/shm")
 def test_server_in_another_ipc_namespace_is_explained():
     with server_process(private_dev_shm=True) as urls:
@@ -296,6 +297,7 @@ def test_server_in_another_ipc_namespace_is_explained():
                 )
 
 
+@pytest.mark.slow
 def test_access_token_refusal_is_explained_and_the_token_fixes_it():
     token = "tshm-test-token"
     with server_process("--access-token", token) as urls:

@@ -68,6 +68,7 @@ def test_many_threads_that_find_out_at_once_heal_once(triton):
     client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_server_restarted_on_the_same_ports_is_healed(protocol):
     module = server_module()
@@ -90,6 +91,7 @@ def test_a_server_restarted_on_the_same_ports_is_healed(protocol):
     assert not [p for p in os.listdir("/dev/shm") if p in names]
 
 
+@pytest.mark.slow
 def test_a_server_that_cannot_see_the_regions_any_more_is_explained():
     """Restarted in another IPC namespace: registering again fails, and says why."""
     module = server_module()

@@ -4,6 +4,7 @@ gRPC, with every shared-memory tensor in regions made by tritonshm."""
 
 import contextlib
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -201,9 +202,9 @@ def test_server_errors_reach_the_user(client):
 
 def test_two_clients_sharing_one_key_and_last_destroy_removes_it(triton):
     """An HTTP client and a gRPC client each get a handle on one key with
-    create_only=False. Triton refuses a second registration of a key it has
-    ("invalid args"), and registrations are server-wide, so the region is
-    registered once and both clients run requests through it."""
+    create_only=False. Triton refuses a second registration of a key it has,
+    and registrations are server-wide, so the region is registered once and
+    both clients run requests through it."""
     key = new_key("e2e_shared")
     http_client = http.InferenceServerClient(url=triton["http"])
     grpc_client = grpc.InferenceServerClient(url=triton["grpc"])
@@ -215,7 +216,13 @@ def test_two_clients_sharing_one_key_and_last_destroy_removes_it(triton):
     try:
         http_client.register_system_shared_memory("shared", key, 256)
         registered = True
-        with pytest.raises(InferenceServerException, match="invalid args"):
+        # Triton reuses the descriptor it kept for the key, which it closed
+        # after mapping (a FIXME in its shared_memory_manager.cc): fstat fails
+        # on it ("Invalid shared memory region"), or finds whatever file the
+        # server opened under that number since ("invalid args" when that one
+        # is smaller). Which depends on the server's history: either refuses.
+        refusal = rf"invalid args|Invalid shared memory region: '{re.escape(key)}'"
+        with pytest.raises(InferenceServerException, match=refusal):
             grpc_client.register_system_shared_memory("shared_again", key, 256)
         shm.set_shared_memory_region(first, [np.arange(16, dtype=np.int32), np.ones(16, np.int32)])
         for c, out_offset in ((http_client, 128), (grpc_client, 192)):

@@ -17,6 +17,7 @@ http = pytest.importorskip("tritonclient.http", reason="e2e needs the test extra
 pytest.importorskip("pytriton", reason="e2e needs nvidia-pytriton (test extra; Linux, Python < 3.13)")
 
 
+@pytest.mark.slow
 def test_the_example_server_runs_the_demo_and_the_pool():
     from tritonshm.triton import SharedMemoryPool
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import PREFIX, new_key
 
 WORKER = textwrap.dedent(
@@ -54,6 +56,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_processes_and_threads_hammering_shared_and_private_keys():
     shared_keys = [new_key("stress_shared") for _ in range(3)]
     procs = [

@@ -1,5 +1,5 @@
 """The package is typed for its users: mypy --strict accepts a program written
-from the README (tests/typing/user_program.py) and rejects wrong calls
+from the README and docs/ (tests/typing/user_program.py) and rejects wrong calls
 (tests/typing/wrong_call.py, each marked line), against the installed package
 and its generated stubs of the compiled module."""
 
@@ -35,11 +35,13 @@ def test_compiled_module_ships_stubs():
     assert "class RegionHandle" in text and "class Arena" in text and "class Lease" in text
 
 
+@pytest.mark.slow
 def test_mypy_strict_accepts_a_program_written_from_the_readme():
     result = run_mypy(TYPING / "user_program.py")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_mypy_strict_rejects_wrong_calls():
     result = run_mypy(TYPING / "wrong_call.py")
     assert result.returncode == 1, result.stdout

@@ -1,4 +1,4 @@
-"""A user's program, written from the README: mypy --strict must accept it."""
+"""A user's program, written from the README and docs/ (Python API, the pool): mypy --strict must accept it."""
 
 import numpy as np
 import numpy.typing as npt
