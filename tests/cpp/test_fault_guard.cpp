@@ -2,6 +2,7 @@
 // handler or blocks SIGBUS: a fault inside our copies stays an exception, and
 // signals outside them reach the other handlers as they would without us.
 // Each case that can kill runs in a death test's child process.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -30,12 +31,15 @@ using tritonshm::testing::KeyJar;
 namespace {
 
 // A region of 64 KiB, written once (which installs our handler), then shrunk
-// to one page as another process would.
+// to one page as another process would. Its name is removed at once: the
+// death tests' children end without running destructors, and the mapping is
+// all a test needs.
 std::shared_ptr<Region> shrunk_region(KeyJar& jar) {
   const std::string key = jar.make("guard");
   auto region = Region::create(key, 1 << 16);
   region->write(0, "x", 1);
   if (::truncate(("/dev/shm" + key).c_str(), 4096) != 0) std::abort();
+  ::shm_unlink(key.c_str());
   return region;
 }
 
@@ -423,6 +427,11 @@ TEST(FaultGuardDeathTest, ChangesDuringCopiesNeverReachTheNewHandler) {
                 const std::string key = jar.make("churn");
                 const std::size_t size = 8 << 20;
                 auto region = Region::create(key, size);
+                // The peer shrinks it through a descriptor: the name is gone
+                // before anything can end this child without destructors.
+                const int peer_fd = ::shm_open(key.c_str(), O_RDWR, 0);
+                if (peer_fd < 0) std::abort();
+                ::shm_unlink(key.c_str());
                 std::atomic<bool> stop{false};
                 std::atomic<int> raised{0}, other{0};
                 auto copy = [&] {
@@ -436,10 +445,9 @@ TEST(FaultGuardDeathTest, ChangesDuringCopiesNeverReachTheNewHandler) {
                   }
                 };
                 std::thread a(copy), b(copy), peer([&] {
-                  const std::string path = "/dev/shm" + key;
                   while (!stop) {
-                    (void)::truncate(path.c_str(), 4096);
-                    (void)::truncate(path.c_str(), static_cast<off_t>(size));
+                    (void)::ftruncate(peer_fd, 4096);
+                    (void)::ftruncate(peer_fd, static_cast<off_t>(size));
                   }
                 });
                 // Two seconds of changes, and at least 3000.
@@ -462,6 +470,7 @@ TEST(FaultGuardDeathTest, ChangesDuringCopiesNeverReachTheNewHandler) {
                 a.join();
                 b.join();
                 peer.join();
+                ::close(peer_fd);
                 region->remove_if_owned();
                 if (raised == 0 || other != 0)
                   std::fprintf(stderr, "raised %d, other %d\n", raised.load(), other.load());
@@ -478,6 +487,7 @@ TEST(FaultGuardDeathTest, ChildForkedDuringCopiesChangesHandlersAndCopiesGuarded
                 auto region = shrunk_region(jar);
                 const std::string key = jar.make("busy");
                 auto busy = Region::create(key, 64 << 20);
+                ::shm_unlink(key.c_str());
                 std::atomic<bool> stop{false};
                 std::thread copier([&] {
                   std::vector<std::byte> data(64 << 20);
