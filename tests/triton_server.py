@@ -329,6 +329,45 @@ def free_ports() -> Dict[str, int]:
     return ports
 
 
+DEV_SHM = "/dev/shm"
+
+
+def _names_in_use() -> set:
+    """The /dev/shm names some live process has open or mapped."""
+    used = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/maps") as maps:
+                used.update(
+                    line.rsplit("/dev/shm/", 1)[1].split(" ")[0].strip() for line in maps if "/dev/shm/" in line
+                )
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("/dev/shm/"):
+                        used.add(target[len("/dev/shm/") :].split(" ")[0])
+    return used
+
+
+def remove_server_leftovers(pid: int, psm_before: set) -> None:
+    """Removes what a stopped server left in /dev/shm: PyTriton names its
+    regions after the server's pid (pytrtion<pid>-...), and its data store
+    makes multiprocessing regions (psm_...) that nobody unlinks once the
+    group is killed. A psm_ region is removed only if it appeared while this
+    server ran and no live process has it open or mapped (another server
+    may run alongside)."""
+    mine = f"pytrtion{pid}-"
+    appeared = [n for n in os.listdir(DEV_SHM) if n.startswith(mine) or (n.startswith("psm_") and n not in psm_before)]
+    if not appeared:
+        return
+    used = _names_in_use()
+    for name in appeared:
+        if name.startswith(mine) or name not in used:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(DEV_SHM, name))
+
+
 @contextlib.contextmanager
 def spawn(
     *args: str,
@@ -345,6 +384,7 @@ def spawn(
     "Triton serving on" line (examples/pytriton_server.py). With private_dev_shm, it runs in a mount namespace whose /dev/shm is
     its own tmpfs, as in a container started without --ipc=host (needs root)."""
     chosen = dict(ports) if ports is not None else free_ports()
+    psm_before = {name for name in os.listdir(DEV_SHM) if name.startswith("psm_")}
     command = [
         sys.executable,
         os.path.abspath(script or __file__),
@@ -386,6 +426,8 @@ def spawn(
         # The stub processes of the models share the group; none may outlive it.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        if not private_dev_shm:
+            remove_server_leftovers(process.pid, psm_before)
 
 
 def main() -> None:
