@@ -765,6 +765,8 @@ def test_past_max_capacity_requests_go_inline_and_are_right(client):
 def test_http_async_requests_kept_or_dropped_give_their_memory_back(triton):
     import gc
 
+    import gevent
+
     x = random(LARGE)
     with accelerate() as handle, http.InferenceServerClient(triton["http"], concurrency=4) as client:
         inputs, outputs = scale_request(http, x)
@@ -776,9 +778,22 @@ def test_http_async_requests_kept_or_dropped_give_their_memory_back(triton):
         for _ in range(3):  # sent, and never asked for
             client.async_infer("scale", *scale_request(http, x)[:1])
         client._pool.join()  # tritonclient's greenlets: the responses have come
+        gc.collect()  # the dropped requests, whose responses came first
+        for _ in range(3):  # sent, never asked for, and collected while the model runs (0.6 s)
+            item = http.InferInput("INPUT0", [x.size], "FP32")
+            item.set_data_from_numpy(x.ravel())
+            client.async_infer("slow", [item])
+        del item  # it holds its data, staged in shared memory
         gc.collect()
+        client._pool.join()
         stats = handle.stats()
+        for _ in range(1000):  # the flows end in greenlets of their own once the responses came
+            if stats["leased_bytes"] == 0 and stats["requests"] == 7:
+                break
+            gevent.sleep(0.01)
+            stats = handle.stats()
         assert stats["leased_bytes"] == 0 and stats["abandoned"] == 0, stats
+        assert stats["requests"] == 7 and stats["inputs_in_shm"] == 7, stats
 
 
 def test_grpc_async_errors_reach_the_callback_as_tritonclients_do(triton):

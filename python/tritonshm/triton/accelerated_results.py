@@ -59,6 +59,14 @@ def result_of(adapter: ClientAdapter, response: Response) -> Any:
     return made
 
 
+def _nothing() -> Any:
+    return None
+
+
+def _never(error: BaseException) -> bool:
+    return False
+
+
 class Pending:
     """An accelerated asynchronous request, from its send to its outcome.
     `resend(error)` says whether a failure is sent again with the plain call
@@ -118,20 +126,38 @@ class Pending:
         return value
 
     def abandon(self, inner: Any) -> None:
-        """The InferAsyncRequest went without get_result(). If the response
-        came, the flow ends as it would have (the lease goes back); else the
-        request is given up on (its region retired: the server may still
-        write there)."""
-        if self.outcome is not None or self.split is None:
-            return
+        """The InferAsyncRequest went without get_result(). If its response
+        has come, the flow ends now; else when it comes (`on_answer`, linked
+        to tritonclient's greenlet). Giving up on the request would retire its
+        region, yet the request is sent and its response will come: what
+        tritonclient does with a request nobody asks about."""
         if inner._greenlet.ready():
-            try:
-                self.result(inner, False, None)
-            except Exception:  # noqa: BLE001 - nobody asks for this outcome any more
-                pass
-            return
+            _in_its_hub(inner, self.dropped)
+
+    def dropped(self, inner: Any) -> None:
+        """Ends the flow of a request nobody will ask about, with the response
+        that came: its lease goes back. Nothing that would wait (a rerun, a
+        plain send) is done for a result nobody reads; a flow that wanted more
+        is closed (its region retired, as for a request given up on). What
+        the request was made of (the caller's inputs, staged in shared memory)
+        is let go here: gevent may run this greenlet's links later."""
         with self.lock:
-            self.split.close()
+            split = self.split
+            if self.outcome is not None or split is None:
+                return
+            self.outcome = (False, None)
+            self.split, self.plain, self.resend = None, _nothing, _never
+            try:
+                try:
+                    value = inner.get_result(block=False)
+                except Exception as error:  # noqa: BLE001 - the flow decides
+                    ended, _ = split.advance(None, error)
+                else:
+                    ended, _ = split.advance(value, None)
+            except Exception:  # noqa: BLE001 - nobody asks for this outcome
+                return
+            if not ended:
+                split.close()
 
     def completed(self, result: Any, error: Any, callback: Callable[..., Any]) -> None:
         """gRPC: tritonclient's callback, with the response or the error, in
@@ -164,6 +190,15 @@ class Pending:
         threading.Thread(target=rest, name="tritonshm-accelerate", daemon=True).start()
 
 
+def _in_its_hub(inner: Any, fn: Callable[[Any], None]) -> None:
+    """fn(inner) in a greenlet of the hub of tritonclient's greenlet (the
+    client's thread): reading the response's body may wait, which gevent's
+    hub itself must not, and a finalizer may run on any thread."""
+    import gevent  # type: ignore[import-untyped]
+
+    inner._greenlet.parent.loop.run_callback_threadsafe(lambda: gevent.spawn(fn, inner))
+
+
 def http_async_request(adapter: ClientAdapter, inner: Any, pending: Pending) -> Any:
     """HTTP's InferAsyncRequest for an accelerated request: tritonclient's
     class (a subclass), whose get_result() ends the flow."""
@@ -181,5 +216,12 @@ def http_async_request(adapter: ClientAdapter, inner: Any, pending: Pending) -> 
     made.__dict__.update(inner.__dict__)
     made._tritonshm_inner = inner
     made._tritonshm_pending = pending
+    asked = weakref.ref(made)
+
+    def on_answer(_greenlet: Any) -> None:
+        if asked() is None:
+            _in_its_hub(inner, pending.dropped)
+
+    inner._greenlet.rawlink(on_answer)
     weakref.finalize(made, pending.abandon, inner)
     return made
