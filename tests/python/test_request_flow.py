@@ -164,6 +164,27 @@ def test_a_cancelled_async_request_at_the_server_retires_its_region(server, pool
     assert len(state.arena.retired_regions()) == 1 and int(state.arena.leased_bytes) == 0
 
 
+def test_an_input_placed_in_the_pools_memory_is_never_lent_again_after_its_request_was_given_up_on(server, pools):
+    # The accelerator stages an InferInput's array in a lease of its own, which
+    # the request names where it lies. Given up on, the server may still read
+    # it: once the caller lets the staged array go, those bytes must not be
+    # another request's.
+    state = pools(server)
+    x = big(value=7.0)
+    staged = run(lease_steps(state, x.nbytes), state.grow_lock)
+    part = staged.part(0, x.nbytes)
+    part.write(x.view(np.uint8))
+    request = request_of(state, "double", {"IN": x})  # the output's size unknown: inline, no lease of its own
+    request.inputs[0].placed = part
+    server.script.append("give_up")
+    with pytest.raises(TimeoutError):
+        run(infer_steps(state, request), state.grow_lock)
+    staged.release()
+    assert staged.name in [name for name, _, _ in state.arena.retired_regions()], "its region is retired"
+    assert stats(state)["abandoned"] == 1
+    np.testing.assert_array_equal(infer(state, "double", {"IN": big(value=1.0)})["OUT"], np.full(1 << 15, 2.0, FP32))
+
+
 def test_a_refusal_the_server_answered_leaves_the_region_in_service(server, pools):
     state = pools(server)
     with pytest.raises(shm.SharedMemoryException, match="should be at least 262144 bytes"):

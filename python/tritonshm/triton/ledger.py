@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Dict, List, Set
+from typing import Dict, Iterable, List, Set
 
 __all__ = ["COUNTERS", "PoolLedger"]
 
@@ -110,13 +110,15 @@ class PoolLedger:
 
     # -- retired regions -------------------------------------------------------
 
-    def retire(self, name: str) -> None:
+    def retire(self, names: Iterable[str]) -> None:
+        """The regions a request given up on may still use (counted once, as one request abandoned)."""
         with self.lock:
             self.counts["abandoned"] += 1
-            if name in self.registered:
-                self.registered.remove(name)
-                self.retired_registered.add(name)
-            self.retired_present.add(name)
+            for name in names:
+                if name in self.registered:
+                    self.registered.remove(name)
+                    self.retired_registered.add(name)
+                self.retired_present.add(name)
 
     def sweep_due(self, interval: float) -> "tuple[List[str], List[str]]":
         """The retired names to unregister and the retired regions to remove,

@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, TypeVar, Union, cast
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Set, TypeVar, Union, cast
 
 import numpy as np
 
@@ -542,7 +542,8 @@ def _exchange(
                     requested.append(out.request.given)  # as the caller made it
                 else:
                     requested.append(adapter.requested_output(out.request.name))
-        result = yield from _send(state, request, infer_inputs, requested, lease, client)
+        placed = {item.placed.name for item, shm in zip(request.inputs, transport.inputs_in_shm) if shm and item.placed}
+        result = yield from _send(state, request, infer_inputs, requested, lease, placed, client)
         arrays = {}
         for out, part in zip(transport.outputs or (), output_parts):
             if part is None:
@@ -561,10 +562,18 @@ def _exchange(
 
 
 def _send(
-    state: PoolState, request: InferRequest, inputs: List[Any], outputs: Optional[List[Any]], lease: Any, client: Any
+    state: PoolState,
+    request: InferRequest,
+    inputs: List[Any],
+    outputs: Optional[List[Any]],
+    lease: Any,
+    placed: Set[str],
+    client: Any,
 ) -> Steps[Any]:
     """The client's infer. A refusal the server answered is raised as
-    _Refused; a request given up on retires its lease's region."""
+    _Refused; a request given up on retires its lease's region, and the
+    regions of inputs placed in the pool's memory beforehand (`placed`: the
+    server may still read them once their holder lets them go)."""
     ledger, name = state.ledger, (lease.name if lease is not None else None)
     if name is not None:
         ledger.sent(name)
@@ -578,15 +587,14 @@ def _send(
             **request.kwargs,
         )
     except GeneratorExit:  # interrupted or cancelled while the request was at the server
-        if name is not None:
-            _give_up(state, lease)
+        _give_up(state, name, placed)
         raise
     except Exception as error:
         answered = state.adapter.answered(error)
+        if not answered:
+            _give_up(state, name, placed)
         if name is not None:
-            if not answered:
-                _give_up(state, lease)
-            elif ledger.answered(name):
+            if answered and ledger.answered(name):
                 yield from _unregister_quietly(state, client, name)
         if answered:
             raise _Refused(error) from error
@@ -596,18 +604,24 @@ def _send(
     return result
 
 
-def _give_up(state: PoolState, lease: Any) -> None:
-    if state.ledger.answered(lease.name):  # no longer waited for; the server may still run it
+def _give_up(state: PoolState, name: Optional[str], placed: Set[str]) -> None:
+    """Retires the regions a request given up on may still use: its lease's
+    (`name`, which the server may write) and those of its placed inputs."""
+    if name is not None and state.ledger.answered(name):  # no longer waited for; the server may still run it
         warnings.warn(
-            f"closing the shared memory pool left '{lease.name}' to a request that was then given up on while the server "
+            f"closing the shared memory pool left '{name}' to a request that was then given up on while the server "
             "ran it: the name stays registered until that request ends there. Unregister it then "
             "(`tritonshm status --url ...` shows it).",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    with contextlib.suppress(SharedMemoryException):  # closed meanwhile: the region is going anyway
-        state.arena.retire_region(lease.name)
-    state.ledger.retire(lease.name)
+    retired = sorted(placed | ({name} if name is not None else set()))
+    if not retired:
+        return  # all inline: nothing of the pool's to keep from the server
+    for region in retired:
+        with contextlib.suppress(SharedMemoryException):  # closed meanwhile: the region is going anyway
+            state.arena.retire_region(region)
+    state.ledger.retire(retired)
 
 
 def _outgrown(
