@@ -182,6 +182,17 @@ def examples(tmp_path_factory):
     return work / "examples"
 
 
+def can_unshare() -> bool:
+    """Whether this process may make a private mount namespace (`unshare -m`,
+    root): a /dev/shm of a test's own."""
+    import subprocess
+
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
 # Runs a command as the user nobody (tests of permissions; needs root).
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 

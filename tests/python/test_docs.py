@@ -20,12 +20,21 @@ def test_links_stay_in_the_repository_and_resolve():
 
 
 def test_every_test_the_guarantees_name_exists():
+    """Each Python test is named as `file.py::test_name` and defined in that
+    file; each C++ test after its file, as `test_x.cpp` `Name`."""
     text = (ROOT / "docs" / "guarantees.md").read_text()
-    python_tests = "\n".join(p.read_text() for p in (ROOT / "tests" / "python").glob("test_*.py"))
     cpp_tests = "\n".join(p.read_text() for p in (ROOT / "tests" / "cpp").glob("test_*.cpp"))
-    named = set(re.findall(r"\b(test_\w+)\b(?![.*])", text))  # not files, not globs (test_bad_*)
-    missing = sorted(n for n in named if f"def {n}(" not in python_tests)
-    assert not missing, f"guarantees.md names Python tests that do not exist: {missing}"
+    qualified = re.findall(r"`(test_\w+\.py)::(test_\w+)`", text)
+    assert qualified, "no file.py::test_name found in guarantees.md: the pattern is stale"
+    missing = sorted(
+        f"{file}::{name}"
+        for file, name in qualified
+        if not (ROOT / "tests" / "python" / file).exists()
+        or not re.search(rf"^(async )?def {name}\(", (ROOT / "tests" / "python" / file).read_text(), re.MULTILINE)
+    )
+    assert not missing, f"guarantees.md names Python tests that are not in the file it names: {missing}"
+    unqualified = sorted(set(re.findall(r"(?<![\w:])(test_\w+)\b(?![.*:(])", text)))  # not files, not globs
+    assert not unqualified, f"guarantees.md names Python tests without their file (write file.py::name): {unqualified}"
     cpp_named = set()
     for run in re.findall(r"test_\w+\.cpp` ((?:`\w+`(?:, )?)+)", text):
         cpp_named.update(re.findall(r"`(\w+)`", run))

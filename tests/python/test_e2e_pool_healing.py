@@ -1,12 +1,11 @@
 """Registrations that heal: when the server forgets the pool's regions (another
 client unregistered everything, or the server restarted), the pool registers
-them again, once per incident, and runs the request that found out once more.
-Against PyTriton's real server, HTTP and gRPC, sync and asyncio."""
+them again, once per incident, and runs the request that found out once more;
+a request that must run once heals too (the server refuses it before its model
+runs). Against PyTriton's real server, HTTP and gRPC, sync and asyncio."""
 
 import asyncio
-import importlib.util
 import os
-import pathlib
 import threading
 
 import numpy as np
@@ -14,26 +13,22 @@ import pytest
 
 import tritonshm as shm
 
-from e2e_clients import ASYNC, PROTOCOLS, grpc, grpc_aio, http, run_in_threads  # noqa: E402, F401
+from e2e_clients import (
+    ASYNC,
+    MIB,
+    PROTOCOLS,
+    double,
+    grpc,
+    http,
+    run_in_threads,
+    server_module,
+    server_names,
+    unregister_all,
+)
 
 pytestmark = pytest.mark.e2e
 
-
 from tritonshm.triton import AsyncSharedMemoryPool, SharedMemoryPool, shared_memory_status  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def server_module():
-    spec = importlib.util.spec_from_file_location("triton_server", ROOT / "tests" / "triton_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def double(pool, n=1 << 14, client=None, seed=0):
-    x = np.random.default_rng(seed).random(n, dtype=np.float32)
-    np.testing.assert_array_equal(pool.infer("double_fp32", {"INPUT0": x}, client=client)["OUTPUT0"], 2 * x)
 
 
 def test_unregister_all_by_another_client_heals_on_the_next_request(client, triton):
@@ -127,6 +122,21 @@ def test_async_pool_heals_too(triton, protocol):
 
     stats = asyncio.run(main())
     assert stats["reregistrations"] == 1
+
+
+@pytest.mark.parametrize("once", [{"sequence_id": 42, "sequence_start": True}, {"retry": False}])
+def test_a_request_that_must_run_once_heals_after_an_unregister_all(client, triton, once):
+    """`counted` returns how many times it ran (RUNS): a refused attempt must not count."""
+    other = PROTOCOLS[client.protocol].InferenceServerClient(triton[client.protocol])
+    x = np.ones(1 << 15, np.float32)
+    with SharedMemoryPool(client, 8 * MIB) as pool:
+        first = pool.infer("counted", {"INPUT0": x}, **once)["RUNS"][0]
+        unregister_all(other)
+        out = pool.infer("counted", {"INPUT0": 3 * x}, **once)
+        np.testing.assert_array_equal(out["OUTPUT0"], 6 * x)
+        assert out["RUNS"][0] == first + 1, "refused before it ran, then ran once"
+        assert pool.stats()["reregistrations"] == 1
+        assert set(pool.region_names) <= server_names(client)
 
 
 def test_a_request_that_meets_a_forgotten_registration_and_an_outgrown_output_runs_again_for_each(client, triton):

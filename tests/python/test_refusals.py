@@ -1,6 +1,6 @@
 """The explanations of server refusals, on the servers' exact words.
 
-The e2e suite (test_e2e_pool.py) produces each refusal for real against
+test_e2e_pool_refusals.py produces each refusal for real against
 PyTriton's server. One it cannot: PyTriton 0.7.0 bundles a Triton older than
 2.69, which has no --allow-client-shm switch, so that text is checked here as
 Triton's source writes it (src/common.h)."""
