@@ -11,8 +11,9 @@
 #      the copy engine's tests again as non-x86 machines build it (TRITONSHM_NO_SIMD)
 #   3. one clang build with AddressSanitizer + UndefinedBehaviorSanitizer: the
 #      C++ tests, then libFuzzer on the BYTES and BF16 decoders, bounded in time
-#   4. the Python suite (pytest on parallel workers: API, processes, faults,
-#      properties, CLI, C++ package, real Triton end to end)
+#   4. the Python suite (pytest on parallel workers: API, processes, a full or
+#      shrunk /dev/shm, the SIGBUS guard, properties, CLI, C++ package, real
+#      Triton end to end)
 #   5. the Python suite again against an ASan + UBSan build of the extension
 #   6. a smoke run of the benchmark suite (keeps it working; judges no speed), and
 #      a short soak of the pool (a minute: threads, growth, an unregister-all and a
@@ -192,7 +193,7 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PYTHONPATH="$asan_site" \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "$WORKERS" tests/python -m "not e2e" \
   --ignore=tests/python/test_cpp_package.py --ignore=tests/python/test_typing.py \
-  --deselect tests/python/test_faults.py::test_reference_dies_of_sigbus_where_we_raise \
+  --deselect tests/python/test_full_dev_shm.py::test_reference_dies_of_sigbus_where_we_raise \
   --deselect tests/python/test_cli_hostile.py::test_info_reads_only_what_it_shows_of_a_region_four_times_its_memory \
   --deselect tests/python/test_cli_hostile.py::test_info_as_json_writes_every_value_a_piece_at_a_time
 

@@ -275,7 +275,7 @@ TEST(ShmUtilsDeathTest, MappingPastTheEndIsRefusedInsteadOfSigbus) {
 
 // The original only ftruncates: tmpfs accepts any size then, and the first
 // write past what /dev/shm can hold is SIGBUS. Run in a private mount
-// namespace with a 1 MiB /dev/shm (needs root, as test_faults.py does).
+// namespace with a 1 MiB /dev/shm (needs root, as test_full_dev_shm.py does).
 TEST(ShmUtils, FullDevShmIsAnErrorAtCreateInsteadOfSigbusLater) {
   const pid_t child = ::fork();
   if (child == 0) {

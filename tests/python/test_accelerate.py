@@ -21,6 +21,7 @@ import pytest
 
 import tritonshm as shm
 
+from conftest import can_unshare
 from e2e_clients import ASYNC, PROTOCOLS, grpc, grpc_aio, http, http_aio, run_in_threads  # noqa: E402, F401
 
 pytestmark = pytest.mark.e2e
@@ -574,13 +575,6 @@ def spawn_server(*extra, private_dev_shm=False):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.spawn(*extra, private_dev_shm=private_dev_shm)
-
-
-def can_unshare():
-    try:
-        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30).returncode == 0
-    except FileNotFoundError:
-        return False
 
 
 def requests_under_warnings(urls, handle_options=None):

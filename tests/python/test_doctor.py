@@ -27,7 +27,7 @@ from tritonshm.doctor import (
     tmpfs_fix,
 )
 
-from conftest import AS_NOBODY, skip_unless_nobody_can_run_python
+from conftest import AS_NOBODY, can_unshare, skip_unless_nobody_can_run_python
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -54,13 +54,6 @@ def regions_left_by(*results):
     """The regions in /dev/shm of these doctors (their keys carry their pid);
     doctors that other tests run meanwhile have theirs."""
     return sorted(p.name for r in results for p in pathlib.Path("/dev/shm").glob(f"tritonshm_doctor_{r.pid}_*"))
-
-
-def can_unshare():
-    try:
-        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30).returncode == 0
-    except FileNotFoundError:
-        return False
 
 
 needs_mount_namespace = pytest.mark.skipif(not can_unshare(), reason="needs `unshare -m` (root)")

@@ -1,15 +1,21 @@
-"""Regions shared with other processes, which open them by key."""
+"""Regions shared with other processes: opened by key, by raw POSIX calls,
+after the creator exited, across fork(), after a writer was killed in the
+middle of a write, and refused to another user."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 
 import tritonshm as shm
 
-from conftest import shm_path
+from conftest import AS_NOBODY, shm_path, skip_unless_nobody_can_run_python
+
+PY = sys.executable
 
 
 def run_python(code, *args):
@@ -200,3 +206,73 @@ def test_interpreter_exits_cleanly_after_every_kind_of_input(make_key):
         timeout=120,
     )
     assert result.returncode == 0 and "Fatal Python error" not in result.stderr, result.stderr
+
+
+WRITER = """
+import sys, numpy as np, tritonshm as shm
+h = shm.create_shared_memory_region("w", sys.argv[1], 64 << 20)
+data = np.full(64 << 20, 7, np.uint8)
+print("WRITING", flush=True)
+while True:
+    shm.set_shared_memory_region(h, [data])
+"""
+
+
+def test_writer_killed_mid_write_leaves_readers_and_cleanup_working(make_key):
+    key = make_key("killed")
+    writer = subprocess.Popen([PY, "-c", WRITER, key], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "WRITING"
+        time.sleep(0.2)
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    reader = shm.attach_shared_memory_region("r", key)  # the orphan is still readable
+    values = shm.get_contents_as_numpy(reader, np.uint8, [64 << 20])
+    assert set(np.unique(values[::4096]).tolist()) <= {0, 7}, "only bytes the writer wrote, or zeros"
+    del values
+    from tritonshm.inventory import collect_garbage, region_info
+
+    assert region_info(key).mapped_by == [os.getpid()]
+    report = collect_garbage(prefix=key, trust_uninspected=True)
+    assert [k.region.key for k in report.kept] == [key], "we still map it: kept"
+    shm.destroy_shared_memory_region(reader)
+    report = collect_garbage(prefix=key, trust_uninspected=True)
+    assert [i.key for i in report.removed] == [key]
+    assert not shm_path(key).exists()
+
+
+def test_other_user_cannot_open_default_region(make_key):
+    skip_unless_nobody_can_run_python()
+    private, shared = make_key("private"), make_key("shared")
+    a = shm.create_shared_memory_region("p", private, 64)
+    b = shm.create_shared_memory_region("s", shared, 64, mode=0o666)
+    try:
+        shm.set_shared_memory_region(b, [np.arange(4, dtype=np.int32)])
+        code = textwrap.dedent(
+            """
+            import sys, numpy as np, tritonshm as shm
+            try:
+                shm.attach_shared_memory_region("x", sys.argv[1])
+                print("OPENED PRIVATE")
+            except shm.SharedMemoryException as e:
+                print("DENIED", e.errno, e)
+            h = shm.attach_shared_memory_region("y", sys.argv[2])
+            print("SHARED", shm.get_contents_as_numpy(h, np.int32, [4]).tolist())
+            shm.destroy_shared_memory_region(h)
+            """
+        )
+        result = subprocess.run(
+            [*AS_NOBODY, PY, "-c", code, private, shared],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"DENIED 13 unable to open the shared memory region '{private}': Permission denied" in result.stdout
+        assert "SHARED [0, 1, 2, 3]" in result.stdout
+    finally:
+        shm.destroy_shared_memory_region(a)
+        shm.destroy_shared_memory_region(b)
