@@ -31,6 +31,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTOCOLS = {"http": http, "grpc": grpc}
 ASYNC = {"http": http_aio, "grpc": grpc_aio}
 MIB = 1 << 20
+# How tritonclient's exception for a refusal begins: the server's status, per protocol.
+INVALID = {"http": "[400]", "grpc": "[StatusCode.INVALID_ARGUMENT]"}
+NOT_FOUND = {"http": "[404]", "grpc": "[StatusCode.NOT_FOUND]"}
+INTERNAL = {"http": "[500]", "grpc": "[StatusCode.INTERNAL]"}
 
 
 def run_in_threads(work: Callable[[int], None], count: int) -> List[BaseException]:

@@ -22,9 +22,11 @@ import pytest
 import tritonshm as shm
 
 from conftest import can_unshare
-from e2e_clients import ASYNC, PROTOCOLS, grpc, grpc_aio, http, http_aio, run_in_threads  # noqa: E402, F401
+from e2e_clients import ASYNC, INVALID, NOT_FOUND, PROTOCOLS, grpc, grpc_aio, http, http_aio, run_in_threads  # noqa: E402, F401
 
 pytestmark = pytest.mark.e2e
+
+from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from tritonshm.triton import accelerate, shared_memory_status  # noqa: E402
 from tritonshm.triton.accelerate import PREFIX  # noqa: E402
@@ -694,11 +696,16 @@ def test_a_request_the_server_refuses_raises_what_tritonclient_raises(client):
     def refused(infer, model):
         item = module.InferInput("INPUT0", list(x.shape), "INT32")
         PLAIN_SET[protocol](item, x)
-        with pytest.raises(Exception) as info:
+        with pytest.raises(InferenceServerException) as info:
             infer(client, model, [item], outputs=[module.InferRequestedOutput("OUTPUT0")])
         return info.value
 
     expected = [refused(PLAIN_INFER[protocol], model) for model in ("scale", "no_such_model")]
+    assert [str(plain) for plain in expected] == [
+        f"{INVALID[protocol]} [request id: <id_unknown>] inference input 'INPUT0' data-type is 'INT32', but model "
+        "'scale' expects 'FP32'",
+        f"{NOT_FOUND[protocol]} Request for unknown model: 'no_such_model' is not found",
+    ]
     with accelerate() as handle:
         got = [refused(type(client).infer, model) for model in ("scale", "no_such_model")]
         assert handle.stats()["leased_bytes"] == 0 and handle.stats()["network_fallbacks"] == 0

@@ -5,6 +5,7 @@ max_capacity idle regions make room, a tensor larger than the pool may hold
 goes inline, and only lease() raises, saying how much is leased."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -15,6 +16,8 @@ import tritonshm as shm
 from e2e_clients import MIB, double, grpc, grpc_aio, pool_files, run_in_threads, server_names, slowed, unique_prefix
 
 pytestmark = pytest.mark.e2e
+
+from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from tritonshm.triton import AsyncSharedMemoryPool, SharedMemoryPool  # noqa: E402
 
@@ -66,8 +69,15 @@ def test_a_failed_registration_leaves_no_region_behind_and_the_pool_goes_on(trit
     client.register_system_shared_memory = slowed(client.register_system_shared_memory, 0.05, fail_on=2)
     with SharedMemoryPool(client, 64 << 10, max_capacity=64 << 20, prefix=prefix, inline_threshold=0) as pool:
         # 48 KiB in and out: two requests cannot share the first region
-        errors = run_in_threads(lambda _: double(pool, 12_000), 4)
-        assert len(errors) <= 1 and all("refused for the test" in str(e) for e in errors), errors
+        start = threading.Barrier(4)
+
+        def work(_):
+            start.wait()  # four at once: the first region holds one request, the others grow the pool
+            double(pool, 12_000)
+
+        errors = run_in_threads(work, 4)
+        # The second registration (the first growth) fails the request that grew, and only it.
+        assert [(type(e), str(e)) for e in errors] == [(InferenceServerException, "[400] refused for the test")], errors
         assert pool_files(prefix) == sorted(pool.region_names), "every region in /dev/shm is a registered one"
         assert set(pool.region_names) <= server_names(client)
         for _ in range(4):

@@ -10,9 +10,11 @@ import os
 import numpy as np
 import pytest
 
-from e2e_clients import add_sub, assert_gone
+from e2e_clients import INVALID, add_sub, assert_gone
 
 pytestmark = pytest.mark.e2e
+
+from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from tritonshm.triton import SharedMemoryPool, shared_memory_status  # noqa: E402
 
@@ -66,12 +68,17 @@ def test_a_failed_copy_false_request_releases_its_lease_at_once(client):
     gc.disable()  # the lease must not wait for the cyclic collector
     try:
         with SharedMemoryPool(client, 4096, max_capacity=4096, inline_threshold=0) as pool:
-            bad = np.ones((1, 16), np.float32)  # `simple` wants INT32
-            for _ in range(40):
-                with pytest.raises(Exception):  # noqa: B017 - the server's own refusal
-                    pool.infer("simple", {"INPUT0": bad, "INPUT1": bad}, copy=False)
-                assert pool.leased_bytes == 0
             a = np.ones((1, 16), np.int32)
+            bad = np.ones((1, 16), np.float32)  # `simple` wants INT32
+            refusal = (
+                f"{INVALID[client.protocol]} [request id: <id_unknown>] inference input 'INPUT1' data-type is "
+                "'FP32', but model 'simple' expects 'INT32'"
+            )
+            for _ in range(40):
+                with pytest.raises(InferenceServerException) as info:  # the server's own, as tritonclient raises it
+                    pool.infer("simple", {"INPUT0": a, "INPUT1": bad}, copy=False)
+                assert str(info.value) == refusal
+                assert pool.leased_bytes == 0
             out = pool.infer("simple", {"INPUT0": a, "INPUT1": a}, copy=False)
             np.testing.assert_array_equal(out["OUTPUT0"], 2 * a)
             del out

@@ -2,6 +2,10 @@
 travel inline and which through shared memory, what it learns of outputs, and
 the refusals it recognizes. test_e2e_pool*.py shows each against a real server."""
 
+import errno
+import os
+import re
+
 import numpy as np
 import pytest
 
@@ -18,6 +22,8 @@ http = pytest.importorskip("tritonclient.http", reason="needs the test extras: p
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from tritonshm.triton import SharedMemoryPool  # noqa: E402
+
+from conftest import shm_path  # noqa: E402
 
 # Nothing listens here: each refusal must come before the pool talks to a server.
 NOWHERE = "127.0.0.1:9"
@@ -53,11 +59,21 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_made(arguments, na
 
 
 def test_a_huge_capacity_defaults_max_capacity_below_two_to_the_64():
-    """4 x capacity used to overflow the binding's uint64 (a TypeError from nanobind)."""
+    """max_capacity defaults to 4 x capacity, capped below 2^64: the arguments
+    pass, and the first region (2^62 bytes) is refused where it is made, by
+    /dev/shm, with nothing left behind."""
     client = http.InferenceServerClient(NOWHERE)
-    with pytest.raises(shm.SharedMemoryException, match="unable to create|unable to lease|No space") as info:
+    with pytest.raises(shm.SharedMemoryException) as info:
         SharedMemoryPool(client, 2**62)
-    assert not isinstance(info.value, TypeError)
+    assert type(info.value) is shm.SharedMemoryException
+    made = re.match(
+        rf"^unable to create the shared memory region '(/tritonshm_{os.getpid()}_[0-9a-f]+_0)': reserving "
+        r"4611686018427387904 bytes: No space left on device \(errno 28\); /dev/shm has \d+ bytes free of \d+ ",
+        str(info.value),
+    )
+    assert made, str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert not shm_path(made.group(1)).exists()
 
 
 def plan(inputs, outputs=None, model=None, sizes=None, learned=None, threshold=64 << 10, attempt=Attempt.GUESS):

@@ -147,15 +147,35 @@ def test_decoders_never_crash_on_arbitrary_bytes(data):
 KEY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
 
 
+def key_refusal(key):
+    """How tritonshm's refusal of `key` ends (its rules, in src/key.cpp's
+    order), or None for a key it accepts. The keys made here never name no
+    object, nor '.' or '..'."""
+    name = key[1:] if key.startswith("/") else key
+    if "/" in name:
+        return "': '/' is only allowed as the first character (POSIX shared memory has no folders)"
+    if "\0" in name:
+        return "': contains a NUL character"
+    if len(name.encode()) > 255:
+        return f": invalid shared memory key: {len(name.encode())} bytes long, the limit is 255 (NAME_MAX)"
+    return None
+
+
 @settings(max_examples=200, deadline=None)
 @given(suffix=KEY_TEXT, slash=st.booleans())
 def test_any_key_either_works_or_raises_shared_memory_exception(suffix, slash):
-    key = ("/" if slash else "") + f"tshm_test_{os.getpid()}_prop_" + suffix
+    key = ("/" if slash else "") + f"tshm_test_{os.getpid()}_anykey-" + suffix  # never a key new_key() makes
+    refusal = key_refusal(key)
     try:
         handle = shm.create_shared_memory_region("k", key, 16, create_only=True)
     except shm.SharedMemoryException as exc:
-        assert "invalid shared memory key" in str(exc) or "File name too long" in str(exc) or exc.errno != 0
+        assert refusal is not None, f"a valid key was refused: {exc}"
+        message = str(exc)
+        assert message.startswith("unable to create the shared memory region '"), message
+        assert "invalid shared memory key" in message and message.endswith(refusal), (message, refusal)
+        assert exc.errno == 0, "a key is refused before any system call"
         return
+    assert refusal is None, f"{key!r} was accepted; expected a refusal ending {refusal!r}"
     try:
         assert shm_path("/" + key.lstrip("/")).exists()
     finally:
@@ -163,12 +183,26 @@ def test_any_key_either_works_or_raises_shared_memory_exception(suffix, slash):
     assert not shm_path("/" + key.lstrip("/")).exists()
 
 
-WRONG = st.sampled_from([None, "text", b"bytes", 1.5, object(), [1, 2], {"a": 1}, np.float32(1)])
+TEXT, BYTES, SHAPE, FLOAT32 = "text", b"bytes", [1, 2], np.float32(1)
+WRONG = st.sampled_from([None, TEXT, BYTES, 1.5, object(), SHAPE, {"a": 1}, FLOAT32])
+# The values of WRONG that some arguments take, and the dtype read with each:
+# any str is a name or a key, [1, 2] a shape; as a dtype None is float64
+# (numpy's default), b"bytes" is np.bytes_ (BYTES, decoded to objects as
+# tritonclient does) and np.float32(1) gives its type.
+ACCEPTED = [
+    ("datatype", None, np.float64),
+    ("datatype", BYTES, np.object_),
+    ("datatype", FLOAT32, np.float32),
+    ("shape", SHAPE, np.int8),
+    ("name", TEXT, None),
+    ("key", TEXT, None),
+]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=WRONG, which=st.sampled_from(["handle", "values", "offset", "datatype", "shape", "name", "key", "size"]))
 def test_wrong_argument_types_raise_shared_memory_exception(shared_region, bad, which):
+    shm.set_shared_memory_region(shared_region, [np.zeros(SIZE, np.uint8)])  # read as BYTES: empty elements
     good_values = [np.zeros(2, np.int8)]
     calls = {
         "handle": lambda: shm.set_shared_memory_region(bad, good_values),
@@ -180,14 +214,15 @@ def test_wrong_argument_types_raise_shared_memory_exception(shared_region, bad, 
         "key": lambda: shm.create_shared_memory_region("n", bad, 8),
         "size": lambda: shm.create_shared_memory_region("n", new_key(), bad),
     }
+    accepted = [dtype for argument, value, dtype in ACCEPTED if argument == which and value is bad]
     try:
         result = calls[which]()
     except shm.SharedMemoryException:
+        assert not accepted, f"{which}={bad!r} was refused"
         return
+    assert accepted, f"{which}={bad!r} was accepted"
     if isinstance(result, shm.SharedMemoryRegion):
         shm.destroy_shared_memory_region(result)
-    # Some of these are valid for some arguments: any str is a name or a key,
-    # [1, 2] a shape, None or np.float32(1)'s type a dtype.
-    assert which in ("datatype", "shape") or (which in ("name", "key") and isinstance(bad, str)), (
-        f"{which}={bad!r} was accepted"
-    )
+    else:
+        assert result.dtype == accepted[0], (which, bad, result.dtype)
+        assert result.tolist() == ([b"", b""] if result.dtype == np.object_ else np.zeros(result.shape).tolist())
