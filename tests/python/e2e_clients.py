@@ -6,6 +6,7 @@ is in conftest.py."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import pathlib
@@ -81,6 +82,9 @@ def pool_files(prefix: str) -> List[str]:
     return sorted(p.name for p in pathlib.Path("/dev/shm").glob(prefix + "_*"))
 
 
+UNREGISTER_REFUSED = "Failed to unregister the following system shared memory regions"
+
+
 def unregister_all(client: Any) -> None:
     """An unregister-all, as perf_analyzer does when it starts. The server lets
     go of a region a moment after its response, and refuses meanwhile."""
@@ -89,8 +93,20 @@ def unregister_all(client: Any) -> None:
             client.unregister_system_shared_memory()
             return
         except InferenceServerException as refused:
-            assert "Failed to unregister the following system shared memory regions" in str(refused), refused
+            assert UNREGISTER_REFUSED in str(refused), refused
             time.sleep(0.01)
+    raise AssertionError("the server kept refusing to unregister")
+
+
+async def unregister_all_async(client: Any) -> None:
+    """unregister_all through an asyncio client."""
+    for _ in range(100):
+        try:
+            await client.unregister_system_shared_memory()
+            return
+        except InferenceServerException as refused:
+            assert UNREGISTER_REFUSED in str(refused), refused
+            await asyncio.sleep(0.01)
     raise AssertionError("the server kept refusing to unregister")
 
 

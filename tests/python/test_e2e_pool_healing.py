@@ -24,6 +24,7 @@ from e2e_clients import (
     server_module,
     server_names,
     unregister_all,
+    unregister_all_async,
 )
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,7 @@ def test_unregister_all_by_another_client_heals_on_the_next_request(client, trit
     with SharedMemoryPool(client, 1 << 20) as pool:
         double(pool)
         with PROTOCOLS[client.protocol].InferenceServerClient(triton[client.protocol]) as other:
-            other.unregister_system_shared_memory()  # everything, as perf_analyzer does at start
+            unregister_all(other)
         double(pool)
         stats = pool.stats()
         assert stats["reregistrations"] == 1 and stats["retries"] == 1
@@ -50,7 +51,7 @@ def test_many_threads_that_find_out_at_once_heal_once(triton):
     with SharedMemoryPool(client, 4 << 20) as pool:
         double(pool)
         with grpc.InferenceServerClient(triton["grpc"]) as other:
-            other.unregister_system_shared_memory()
+            unregister_all(other)
         barrier = threading.Barrier(8)
 
         def work(seed):
@@ -112,7 +113,7 @@ def test_async_pool_heals_too(triton, protocol):
             async with AsyncSharedMemoryPool(aclient, 1 << 20) as pool:
                 x = np.ones(1 << 14, np.float32)
                 await pool.infer_async("double_fp32", {"INPUT0": x})
-                await aclient.unregister_system_shared_memory()
+                await unregister_all_async(aclient)
                 results = await asyncio.gather(*(pool.infer_async("double_fp32", {"INPUT0": x}) for _ in range(8)))
                 for out in results:
                     np.testing.assert_array_equal(out["OUTPUT0"], 2 * x)
@@ -146,7 +147,7 @@ def test_a_request_that_meets_a_forgotten_registration_and_an_outgrown_output_ru
         pool.infer("bytes_upper", {"INPUT0": words[0]})
         pool.infer("bytes_upper", {"INPUT0": words[1]})  # OUTPUT0 now in the lease, sized for 100 KB words
         with PROTOCOLS[client.protocol].InferenceServerClient(triton[client.protocol]) as other:
-            other.unregister_system_shared_memory()
+            unregister_all(other)
         out = pool.infer("bytes_upper", {"INPUT0": words[2]})
         assert out["OUTPUT0"].tolist() == [[b"Y" * 300_000] * 2]
         stats = pool.stats()
