@@ -33,7 +33,7 @@ def installed_command():
 
 def test_command_never_imports_from_the_working_directory(tmp_path):
     """`sudo tritonshm gc` run in a directory another user can write must not
-    run their code: not ./benchmarks/cli.py (the old `bench` hook), not a
+    run their code: not ./benchmarks/cli.py, not a
     module named like one the command or its demo server imports."""
     marker = tmp_path / "RAN"
     planted = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"

@@ -114,7 +114,7 @@ def test_bad_arguments_and_unreachable_servers_are_one_line_errors():
 
 
 def test_a_url_with_a_scheme_is_understood_or_refused_in_one_line():
-    """Found by the red team: tritonclient refused http://..., then printed a traceback from __del__."""
+    """A URL with http:// is understood, never refused by tritonclient with a traceback from its __del__."""
     with_scheme = cli("status", "--url", "http://127.0.0.1:1", check=1)
     assert one_line_error(with_scheme).startswith("tritonshm status: "), (
         "the scheme was dropped: unreachable, not refused"
@@ -139,7 +139,7 @@ PORT = "--url {!r}: the port is not in 1-65535"
 
 
 BAD_ARGUMENTS = [
-    # Found by the red team: nanobind's "incompatible function arguments".
+    # Refused when parsed, in our words, never by the binding ("incompatible function arguments").
     (["info", "/k", "--shape", "-1"], "argument --shape: " + SHAPE.format("-1")),
     (["info", "/k", "--offset", str(2**80)], "argument --offset: " + SIZE.format(str(2**80))),
     (["info", "/k", "--length", str(2**80)], "argument --length: " + SIZE.format(str(2**80))),
@@ -170,7 +170,8 @@ BAD_ARGUMENTS = [
     (["info", "/k", "--dtype", "BYTES"], "--dtype BYTES needs --shape (its elements vary in size)"),
     (["create", "/k", str(2**80)], "argument size: " + SIZE.format(str(2**80))),
     (["doctor", "--capacity", "9000000T"], "argument --capacity: " + SIZE.format("9000000T")),
-    # Found by the red team: tritonclient's __del__ printed a traceback; gRPC took the port modulo 65536.
+    # A port past 65535 is refused when parsed: gRPC would take it modulo 65536, tritonclient's __del__ print a
+    # traceback.
     (["doctor", "--url", "127.0.0.1:99999"], PORT.format("127.0.0.1:99999")),
     (["status", "--url", "127.0.0.1:99999"], PORT.format("127.0.0.1:99999")),
     (["status", "--url", "127.0.0.1:99999", "--protocol", "grpc"], PORT.format("127.0.0.1:99999")),
@@ -207,7 +208,7 @@ def test_a_header_name_in_capitals_reaches_a_grpc_server_as_its_lowercase_name()
 
 
 def test_an_unresolvable_server_is_one_line():
-    """The failed lookup used to end with nanobind's report of the RegionInfo objects its traceback kept alive."""
+    """A failed lookup is one line, with no report from nanobind of objects a traceback kept alive."""
     result = cli("status", "--url", "nosuchhost.invalid:8000", check=1)
     line = one_line_error(result)
     assert line.startswith("tritonshm status: [Errno ") and line.endswith(
@@ -281,8 +282,8 @@ def sparse_region(key, size, writes):
 
 
 def test_info_reads_only_what_it_shows_of_a_region_four_times_its_memory(prefix):
-    """Found by the red team: `info KEY --dtype BYTES --shape 1` read the whole region to decode one element, and
-    `--dtype FP32` without a shape peaked at 14 times the region's size: a 4 GiB region failed under 1.5 GiB."""
+    """`info KEY --dtype BYTES --shape 1` reads one element, not the whole region, and `--dtype FP32` without a
+    shape reads what it shows: a 4 GiB region is inspected under a 1.5 GiB address space."""
     key, size = prefix + "_huge", 4 << 30
     sparse_region(
         key,

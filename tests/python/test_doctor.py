@@ -139,7 +139,7 @@ def test_server_that_cannot_see_our_dev_shm_gets_the_ipc_fix():
 
 @needs_mount_namespace
 def test_an_unwritable_dev_shm_gets_the_permission_fix_never_a_size():
-    """Found by the red team: the doctor said all was well, and with a server suggested --shm-size."""
+    """A /dev/shm this user may not write in fails the check, with the permission fix; a size is never the fix."""
     skip_unless_nobody_can_run_python()
     not_ours = doctor(
         "--capacity", "16M", "--json", dev_shm="mount -t tmpfs -o size=64M,mode=0755 tmpfs /dev/shm", user=AS_NOBODY
@@ -166,8 +166,8 @@ def test_an_unwritable_dev_shm_gets_the_permission_fix_never_a_size():
 
 @needs_mount_namespace
 def test_a_dev_shm_on_disk_is_not_a_tmpfs_and_is_sized_from_memory_not_from_the_disk(tmp_path):
-    """Found by the red team: a /dev/shm bound to a disk directory was told `--shm-size=258020m` (the disk) on a
-    machine of 24 GiB."""
+    """A /dev/shm bound to a disk directory is not a tmpfs: the fix is a tmpfs sized from this machine's memory,
+    never from the disk's size."""
     if _mount_type(str(tmp_path)) == "tmpfs":
         pytest.skip(f"{tmp_path} is a tmpfs here: no directory on disk to bind over /dev/shm")
     on_disk = f"mount --bind {tmp_path} /dev/shm"
@@ -234,7 +234,7 @@ class RefusingServer(http.server.ThreadingHTTPServer):
 
 @pytest.mark.parametrize("refuse", ["register", "unregister"])
 def test_a_refusal_the_doctor_cannot_explain_is_one_fail_row_with_the_servers_words(refuse):
-    """Found by the red team: such a refusal ended the whole report in one error line, losing every row."""
+    """Such a refusal is one failed row with the server's words; the other rows of the report stay."""
     server = RefusingServer(refuse)
     try:
         result = doctor("--url", server.url, "--json")

@@ -122,7 +122,7 @@ def test_close_unmaps_the_regions_without_waiting_for_the_pool_object(client):
 
 def test_close_during_traffic_waits_for_the_server_and_leaves_nothing_registered(triton):
     """Triton refuses to unregister a region while a request uses it: close()
-    under load used to give up and leave the names registered."""
+    under load waits for the server, and leaves none of the names registered."""
     client = grpc.InferenceServerClient(triton["grpc"])
     prefix = unique_prefix("busy")
     pool = SharedMemoryPool(client, 1 << 20, max_capacity=32 << 20, prefix=prefix)

@@ -161,8 +161,8 @@ def test_async_pool_serves_event_loops_in_several_threads(triton, protocol):
 def test_http_threads_with_their_own_clients_make_the_pools_calls_through_them(triton):
     """tritonclient's HTTP client belongs to its thread (gevent): growth, model
     configs and healing for a request go through that request's client=, never
-    the pool's own from another thread (which failed with "Cannot switch to a
-    different thread", or hung)."""
+    the pool's own from another thread (gevent raises "Cannot switch to a
+    different thread" there, or hangs)."""
     shared = http.InferenceServerClient(triton["http"])
     with SharedMemoryPool(shared, 4096, max_capacity=1 << 30, region_size=4096, inline_threshold=0) as pool:
         barrier = threading.Barrier(6)

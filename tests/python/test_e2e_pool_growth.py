@@ -87,9 +87,9 @@ def test_a_failed_registration_leaves_no_region_behind_and_the_pool_goes_on(trit
 
 
 def test_a_pool_at_its_limit_makes_room_from_idle_regions_and_never_fails_where_tritonclient_would_not(client):
-    """Found by the red team: once the output size was learned, the same request
-    needed more room than the limit left while idle regions held it; and a
-    tensor above max_capacity failed though plain tritonclient sends it inline."""
+    """Once its output size is learned, the same request needs more room than
+    the limit leaves: regions no lease is in make room for it. A tensor above
+    max_capacity goes inline, as plain tritonclient sends it."""
     with SharedMemoryPool(client, 1 << 20) as pool:  # max_capacity 4 MiB
         pool.infer("double_fp32", {"INPUT0": np.ones(1 << 18, np.float32)})  # grows by a 2 MiB region
         x = np.arange(300_000, dtype=np.float32)  # 1.2 MB in, 1.2 MB out once learned

@@ -141,7 +141,7 @@ def test_a_request_that_must_run_once_heals_after_an_unregister_all(client, trit
 
 
 def test_a_request_that_meets_a_forgotten_registration_and_an_outgrown_output_runs_again_for_each(client, triton):
-    """Each cause has its own rerun: the soak found a request that needed both."""
+    """Each cause has its own rerun: a request that meets both is sent again twice."""
     words = [np.array([[b"y" * n] * 2], dtype=np.object_) for n in (100_000, 100_000, 300_000)]
     with SharedMemoryPool(client, 8 << 20) as pool:
         pool.infer("bytes_upper", {"INPUT0": words[0]})

@@ -112,7 +112,7 @@ def test_faults_outside_our_copies_still_reach_faulthandler(make_key):
 
 def test_deserialize_bytes_tensor_of_a_shrunk_view_raises(make_key):
     """deserialize_bytes_tensor given a view of a region that is then shrunk:
-    the length pass is guarded too (it used to die of SIGBUS)."""
+    the length pass is guarded too: an exception, not SIGBUS."""
     code = textwrap.dedent(
         """
         import os, sys, numpy as np, tritonshm as shm

@@ -88,7 +88,7 @@ finally:
 def test_bytes_read_of_a_region_shrunk_meanwhile_raises_instead_of_sigbus(make_key):
     """The BYTES decoder reads lengths and elements straight from the mapping:
     both run under the SIGBUS guard, so a shrink during the decode is an
-    exception (the process used to die with exit 135)."""
+    exception, never death by SIGBUS (exit 135)."""
     key = make_key("bytes_shrunk")
     result = subprocess.run([PY, "-c", SHRINK_DURING_BYTES_READ, key], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
