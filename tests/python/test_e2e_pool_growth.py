@@ -103,7 +103,7 @@ def test_a_pool_at_its_limit_makes_room_from_idle_regions_and_never_fails_where_
 
 
 def test_async_growth_leaves_the_event_loop_free(triton):
-    async def main():
+    async def grow_once():
         client = grpc_aio.InferenceServerClient(triton["grpc"])
         gaps = []
         try:
@@ -129,6 +129,13 @@ def test_async_growth_leaves_the_event_loop_free(triton):
         finally:
             await client.close()
 
-    growth, worst_gap = asyncio.run(main())
-    assert growth > 0.05, f"the growth took {growth:.3f} s: too short to tell"
-    assert worst_gap < growth / 2, f"the loop stalled {worst_gap:.3f} s during a growth of {growth:.3f} s"
+    # A growth run on the loop stalls it for the whole growth every time; a loop starved of
+    # the CPU by other processes on a loaded machine stalls only now and then: best of three.
+    tries = []
+    for _ in range(3):
+        growth, worst_gap = asyncio.run(grow_once())
+        assert growth > 0.05, f"the growth took {growth:.3f} s: too short to tell"
+        tries.append((round(worst_gap, 3), round(growth, 3)))
+        if worst_gap < growth / 2:
+            return
+    pytest.fail(f"the loop stalled for most of each growth, (worst gap, growth) in s: {tries}")
