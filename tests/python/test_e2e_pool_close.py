@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -144,6 +145,51 @@ def test_close_during_traffic_waits_for_the_server_and_leaves_nothing_registered
     pool.close()
     stop.set()
     workers.join(60)
+    assert not [n for n in server_names(client) if n.startswith(prefix)], "close() left names registered"
+    assert pool_files(prefix) == []
+    client.close()
+
+
+@pytest.mark.parametrize("traffic", [False, True], ids=["idle", "traffic"])
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_close_on_another_thread_leaves_nothing_registered(triton, protocol, traffic):
+    """A tritonclient.http client works only on the thread that made it: close()
+    on another (a `with` block in a worker, the garbage collector) unregisters
+    through a client of its own, also while threads with their own clients
+    run requests."""
+    module = http if protocol == "http" else grpc
+    client = module.InferenceServerClient(triton[protocol])
+    prefix = unique_prefix(f"elsewhere_{protocol}")
+    pool = SharedMemoryPool(client, 4 << 20, prefix=prefix)
+    stop = threading.Event()
+    x = np.ones(100_000, np.float32)
+
+    def work(_):
+        own = module.InferenceServerClient(triton[protocol])
+        try:
+            while not stop.is_set():
+                try:
+                    result = pool.infer("double_fp32", {"INPUT0": x}, client=own)
+                except shm.SharedMemoryException:
+                    return  # the pool closed under it: expected
+                np.testing.assert_array_equal(result["OUTPUT0"], 2 * x)
+        finally:
+            own.close()
+
+    errors = []
+    workers = threading.Thread(target=lambda: errors.extend(run_in_threads(work, 6 if traffic else 0)))
+    workers.start()
+    time.sleep(0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        closer = threading.Thread(target=pool.close)
+        closer.start()
+        closer.join(30)
+    stop.set()
+    workers.join(60)
+    assert errors == []
+    assert [str(w.message) for w in caught] == []
+    time.sleep(0.2)  # the last request unregisters what close() left to it
     assert not [n for n in server_names(client) if n.startswith(prefix)], "close() left names registered"
     assert pool_files(prefix) == []
     client.close()

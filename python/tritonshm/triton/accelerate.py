@@ -68,7 +68,7 @@ from .patches import Patches
 from .pool_state import PoolState
 from .request import InferRequest
 from .request_flow import infer_steps, run, run_async
-from .server_pools import ServerPool, address_of, lasting, warn
+from .server_pools import ServerPool, lasting, warn
 from .split_flow import DIRECT, Split, Watch, watched
 
 __all__ = ["Acceleration", "accelerate"]
@@ -225,7 +225,7 @@ class _Accelerator:
         except (TypeError, SharedMemoryException):  # not a tritonclient client this module knows
             return None, None
         if server is None:
-            address = address_of(client, adapter)
+            address = adapter.address(client)
             key = (adapter.protocol, adapter.aio, address)
             with self.lock:
                 server = self.servers.get(key)

@@ -70,6 +70,34 @@ class ClientAdapter:
                 f"kind), got {type(client).__module__}.{type(client).__name__}"
             )
 
+    # A client that only the thread which made it may use (tritonclient.http's
+    # runs on that thread's gevent hub; from another, each call fails with
+    # greenlet's "Cannot switch to a different thread").
+    thread_bound = False
+
+    def address(self, client: Any) -> Optional[str]:
+        """host:port[/path] of the client's server as tritonclient takes it; None
+        where it cannot be read or the connection is HTTPS (a server on another
+        host, whose shared memory could not be ours anyway)."""
+        try:
+            if self.protocol == "http":
+                url = str(client._url if self.aio else client._parsed_url)
+                return url[len("http://") :].rstrip("/") if url.startswith("http://") else None
+            channel = client._channel
+            target = channel._channel.target if self.aio else channel._target
+            if isinstance(target, bytes):
+                target = target.decode()
+            target = str(target)
+            return target[len("dns:///") :] if target.startswith("dns:///") else target
+        except Exception:  # noqa: BLE001 - a client this module does not know: its requests pass through
+            return None
+
+    def client_like(self, client: Any) -> Optional[Any]:
+        """A new client of the same kind for the same server, usable on this
+        thread; None where the server's address cannot be read."""
+        address = self.address(client)
+        return None if address is None else self.module.InferenceServerClient(address)
+
     # -- the client's calls: (function, args, kwargs) ------------------------
 
     def register(
@@ -169,6 +197,10 @@ class ClientAdapter:
 
 class _HttpAdapter(ClientAdapter):
     protocol = "http"
+
+    def __init__(self, module: Any, aio: bool) -> None:
+        super().__init__(module, aio)
+        self.thread_bound = not aio
 
     def inline_input(self, name: str, shape: List[int], datatype: str, array: npt.NDArray[Any]) -> Any:
         made = self.module.InferInput(name, shape, datatype)

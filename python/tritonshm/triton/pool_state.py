@@ -39,6 +39,8 @@ class PoolState:
             )
         self.adapter = adapter
         self.client = client
+        # The thread that made the pool: its first registration used the client there.
+        self.client_thread = threading.get_ident()
         self.arena = _core.Arena(config.prefix, config.max_capacity, config.alignment, config.mode, config.prefault)
         self.ledger = PoolLedger()
         self.learned = LearnedOutputs()

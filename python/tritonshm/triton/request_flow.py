@@ -364,19 +364,46 @@ def _sweep_steps(state: PoolState, client: Any, interval: Optional[float] = None
             state.ledger.retired_removed(name)
 
 
-def _unregister_until(state: PoolState, names: List[str], waits: Sequence[float]) -> Steps[List[str]]:
-    """Unregisters `names`, asking again after each of `waits` while the
-    server refuses some because a request uses them; returns those still refused."""
+def _unregister_until(
+    state: PoolState, names: List[str], waits: Sequence[float], client: Any = None
+) -> Steps[List[str]]:
+    """Unregisters `names` through `client` (default: the pool's), asking again
+    after each of `waits` while the server refuses some because a request
+    uses them; returns those still refused."""
+    client = state.client if client is None else client
     for wait in (*waits, None):
         refused = []
         for name in names:
-            if not (yield from _unregister_quietly(state, state.client, name)):
+            if not (yield from _unregister_quietly(state, client, name)):
                 refused.append(name)
         names = refused
         if not names or wait is None:
             break
         yield from pause(wait)
     return names
+
+
+def _warn_left_registered(names: List[str]) -> None:
+    warnings.warn(
+        f"closing the shared memory pool: the server would not unregister {names} while a request uses them: "
+        "one this pool gave up on (a timeout, a cancellation) may still run there. Unregister them when "
+        "it ends (`tritonshm status --url ...` shows them).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _client_for_close(state: PoolState) -> Any:
+    """The pool's client, or where it is bound to the thread that made the
+    pool and close() runs on another (a `with` block in a worker, the garbage
+    collector), a new one for this thread; None if none can be made."""
+    adapter = state.adapter
+    if not adapter.thread_bound or threading.get_ident() == state.client_thread:
+        return state.client
+    try:
+        return adapter.client_like(state.client)
+    except Exception:  # noqa: BLE001 - named in the warning instead
+        return None
 
 
 def close_steps(state: PoolState) -> Steps[None]:
@@ -392,20 +419,30 @@ def close_steps(state: PoolState) -> Steps[None]:
         state.ledger.closed = True
         return
     names, abandoned = state.ledger.close()
-    refused = yield from _unregister_until(state, names, CLOSE_WAITS)
-    if refused:
-        others = state.ledger.leave_to_last_request(refused)
-        given_up = [name for name in others if name in abandoned]
-        still = [name for name in others if name not in abandoned]
-        still += yield from _unregister_until(state, given_up, ABANDONED_WAITS)
-        if still:
-            warnings.warn(
-                f"closing the shared memory pool: the server would not unregister {still} while a request uses them: "
-                "one this pool gave up on (a timeout, a cancellation) may still run there. Unregister them when "
-                "it ends (`tritonshm status --url ...` shows them).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    client = _client_for_close(state) if names else state.client
+    if client is None:
+        warnings.warn(
+            f"closing the shared memory pool: {names} stay registered: the pool's client belongs to the thread "
+            "that made the pool, and no client could be made on this one (the server's address cannot be read). "
+            "Close the pool on that thread.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        yield from blocking(state.arena.close)
+        return
+    try:
+        refused = yield from _unregister_until(state, names, CLOSE_WAITS, client)
+        if refused:
+            others = state.ledger.leave_to_last_request(refused)
+            given_up = [name for name in others if name in abandoned]
+            still = [name for name in others if name not in abandoned]
+            still += yield from _unregister_until(state, given_up, ABANDONED_WAITS, client)
+            if still:
+                _warn_left_registered(still)
+    finally:
+        if client is not state.client:
+            with contextlib.suppress(Exception):
+                client.close()
     yield from blocking(state.arena.close)
 
 
@@ -595,13 +632,22 @@ def _send(
             _give_up(state, name, placed)
         if name is not None:
             if answered and ledger.answered(name):
-                yield from _unregister_quietly(state, client, name)
+                yield from _unregister_left_by_close(state, client, name)
         if answered:
             raise _Refused(error) from error
         raise
     if name is not None and ledger.answered(name):
-        yield from _unregister_quietly(state, client, name)
+        yield from _unregister_left_by_close(state, client, name)
     return result
+
+
+def _unregister_left_by_close(state: PoolState, client: Any, name: str) -> Steps[None]:
+    """The last request on a region close() could not unregister has ended:
+    it unregisters the name. The server lets go of a request's memory just
+    after it answers (over HTTP the answer can come first), so it asks again
+    a few times."""
+    if (yield from _unregister_until(state, [name], CLOSE_WAITS, client)):
+        _warn_left_registered([name])
 
 
 def _give_up(state: PoolState, name: Optional[str], placed: Set[str]) -> None:

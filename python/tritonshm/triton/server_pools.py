@@ -8,14 +8,13 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-from typing import Any, Optional, Set
+from typing import Optional, Set
 
 from .._core import SharedMemoryException
-from .adapters import ClientAdapter
 from .pool_state import PoolState
 from .request_flow import close_steps, run
 
-__all__ = ["ServerPool", "address_of", "lasting", "loopback", "warn"]
+__all__ = ["ServerPool", "lasting", "loopback", "warn"]
 
 # The server's words when shared memory cannot work with it, whatever the
 # request: another IPC namespace or host, client shared memory disabled, an
@@ -38,24 +37,6 @@ def warn(message: str, stacklevel: int) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
     except Warning:
         sys.stderr.write(f"RuntimeWarning: {message}\n")
-
-
-def address_of(client: Any, adapter: ClientAdapter) -> Optional[str]:
-    """host:port[/path] of the client's server as tritonclient takes it; None
-    where it cannot be read or the connection is HTTPS (a server on another
-    host, whose shared memory could not be ours anyway)."""
-    try:
-        if adapter.protocol == "http":
-            url = str(client._url if adapter.aio else client._parsed_url)
-            return url[len("http://") :].rstrip("/") if url.startswith("http://") else None
-        channel = client._channel
-        target = channel._channel.target if adapter.aio else channel._target
-        if isinstance(target, bytes):
-            target = target.decode()
-        target = str(target)
-        return target[len("dns:///") :] if target.startswith("dns:///") else target
-    except Exception:  # noqa: BLE001 - a client this module does not know: its requests pass through
-        return None
 
 
 def loopback(address: Optional[str]) -> bool:
@@ -129,7 +110,7 @@ class ServerPool:
             state.arena.close()
             return
         try:
-            state.client = housekeeping  # close_steps' calls go through state.client
+            state.client, state.client_thread = housekeeping, threading.get_ident()  # close_steps' calls use it
             run(close_steps(state), state.grow_lock)
         except Exception:  # noqa: BLE001
             state.arena.close()
