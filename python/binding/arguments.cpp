@@ -124,6 +124,23 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
     seq = nb::steal(PySequence_Fast(shape.ptr(), "shape"));
     if (!seq.is_valid()) PyErr_Clear();  // e.g. a 0-d array: try it as one integer below
   }
+  auto lone_minus_one = [](nb::handle d) {
+    if (!PyIndex_Check(d.ptr())) return false;
+    nb::object index = nb::steal(PyNumber_Index(d.ptr()));
+    if (!index.is_valid()) {
+      PyErr_Clear();
+      return false;
+    }
+    int overflow = 0;
+    return PyLong_AsLongLongAndOverflow(index.ptr(), &overflow) == -1 && overflow == 0;
+  };
+  if (seq.is_valid() ? sequence_size(seq.ptr()) == 1 && lone_minus_one(sequence_item(seq.ptr(), 0))
+                     : lone_minus_one(shape)) {
+    s.whole = true;
+    s.dims_storage[s.ndim++] = 0;
+    s.count = s.nonzero_count = 0;
+    return s;
+  }
   if (seq.is_valid()) {
     const Py_ssize_t n = sequence_size(seq.ptr());
     if (n > max_dims()) fail("shape has more than " + std::to_string(max_dims()) + " dimensions");

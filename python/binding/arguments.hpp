@@ -57,6 +57,10 @@ struct Shape {
   // another dimension is 0 and the array would be empty.
   uint64_t nonzero_count = 1;
   bool nonzero_overflow = false;
+  // The shape [-1] (or -1): numpy's ndarray over a buffer takes a lone -1 as
+  // "as many items as the buffer holds", and the reference passes its shape
+  // to that constructor. Its one dimension is set by the reader.
+  bool whole = false;
 };
 Shape parse_shape(nb::handle shape, std::string_view key);
 

@@ -64,8 +64,17 @@ nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype,
   const std::string& key = slice.key();
   nb::object descr_ref = parse_dtype(datatype, key);
   auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());
-  const Shape shape = parse_shape(shape_obj, key);
+  Shape shape = parse_shape(shape_obj, key);
+  // [-1]: a BYTES tensor of one element (the reference reads strings until
+  // their count is a multiple of the shape's product, -1), else every whole
+  // item from the offset to the region's end (numpy's rule for a buffer).
+  auto whole = [&](uint64_t count) {
+    shape.dims_storage[0] = static_cast<npy_intp>(count);
+    shape.count = count;
+    shape.nonzero_count = count == 0 ? 1 : count;
+  };
   if (descr->type_num == NPY_OBJECT || descr->type_num == NPY_STRING) {
+    if (shape.whole) whole(1);
     check_numpy_can_hold(shape, sizeof(PyObject*), key);
     std::vector<std::string_view> elements = slice.read_bytes(offset, shape.count);
     return bytes_object_array(shape.dims(), elements, [&slice](auto from, auto to) { slice.copy_out(from, to); });
@@ -80,6 +89,7 @@ nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype,
     throw SharedMemoryError(Operation::read, key,
                             "data type " + nb::cast<std::string>(nb::str(datatype)) + " has no fixed size");
   }
+  if (shape.whole) whole(offset < slice.size() ? (slice.size() - offset) / itemsize : 0);
   check_numpy_can_hold(shape, itemsize, key);
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {

@@ -53,3 +53,27 @@ def test_we_read_and_write_region_created_by_tritonclient(make_key):
     del back
     tc_shm.destroy_shared_memory_region(theirs)
     assert not shm_path(key).exists()
+
+
+@pytest.mark.parametrize("shape", [[-1], -1, (-1,), np.array([-1])], ids=["list", "int", "tuple", "numpy"])
+@pytest.mark.parametrize("offset", [0, 3, 60, 63, 64])
+def test_shape_of_a_lone_minus_one_reads_as_the_reference_does(make_key, shape, offset):
+    """The reference hands its shape to numpy's ndarray over the region, which
+    takes a lone -1 as every whole item from the offset on; for BYTES its
+    string loop reads one element."""
+    key = make_key()
+    ours = shm.create_shared_memory_region("ours", key, 64)
+    theirs = tc_shm.create_shared_memory_region("theirs", key, 64)
+    try:
+        strings = shm.serialize_byte_tensor(np.array([b"one", b"two"], dtype=np.object_))
+        shm.set_shared_memory_region(ours, [np.arange(16, dtype=np.float32)])
+        expected = tc_shm.get_contents_as_numpy(theirs, np.float32, shape, offset=offset).copy()
+        got = shm.get_contents_as_numpy(ours, np.float32, shape, offset=offset)
+        assert got.shape == expected.shape and got.tobytes() == expected.tobytes()
+        shm.set_shared_memory_region(ours, [strings])
+        expected = tc_shm.get_contents_as_numpy(theirs, np.object_, shape)
+        got = shm.get_contents_as_numpy(ours, np.object_, shape)
+        assert got.shape == expected.shape == (1,) and got.tolist() == expected.tolist() == [b"one"]
+    finally:
+        tc_shm.destroy_shared_memory_region(theirs)
+        shm.destroy_shared_memory_region(ours)
