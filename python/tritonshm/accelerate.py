@@ -99,9 +99,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif not os.path.isfile(options.args[0]):
         print(f"{sys.executable}: can't open file {options.args[0]!r}: no such file", file=sys.stderr)
         return 2
+    from ._core import SharedMemoryException
     from .triton import accelerate
 
-    handle = accelerate(inline_threshold=options.inline_threshold, capacity=options.capacity)
+    try:
+        handle = accelerate(inline_threshold=options.inline_threshold, capacity=options.capacity)
+    except SharedMemoryException as error:  # a size the pool refuses (--capacity 0, past 64 bits)
+        parser.error(str(error))
     code: object = 0
     try:
         if options.module is not None:

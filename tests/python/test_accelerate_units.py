@@ -118,3 +118,22 @@ def test_the_runners_options_end_where_the_program_begins(words, start):
     from tritonshm.accelerate import _program_starts
 
     assert _program_starts(words) == start
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--capacity", "0"], "capacity must be an int from 1"),
+        (["--inline-threshold", str(1 << 70)], "inline_threshold must be an int from 0"),
+    ],
+)
+def test_the_runner_refuses_a_size_the_pool_refuses_in_one_line(tmp_path, options, message):
+    import subprocess
+
+    script = tmp_path / "app.py"
+    script.write_text("print('ran')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "tritonshm.accelerate", *options, str(script)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr and message in done.stderr.splitlines()[-1]
