@@ -629,6 +629,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _describe(exc: BaseException) -> str:
     """An exception from a library (tritonclient, the OS) as one readable line."""
     text = str(exc) or repr(exc)
+    from .triton.status import not_http_hint
+
+    if not_http_hint(exc):
+        return f"{type(exc).__name__}: {text}{not_http_hint(exc)}"
     if isinstance(exc, OSError) or "Connection" in type(exc).__name__ or "connect" in text.lower():
         return f"{text} (is the server running and the URL right?)"
     return f"{type(exc).__name__}: {text}"

@@ -283,7 +283,7 @@ def _words(exc: BaseException) -> str:
 
 def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict[str, str]]) -> None:
     from .triton.refusals import explain
-    from .triton.status import server_address
+    from .triton.status import not_http_hint, server_address
 
     address = server_address(url, protocol)  # a bad address is the caller's mistake: it raises
     try:
@@ -306,7 +306,7 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
         try:
             live = client.is_server_live(headers=headers)
         except Exception as exc:  # noqa: BLE001 - whatever the client raises, the server is not reachable
-            live, reason = False, _words(exc)
+            live, reason = False, _words(exc) + not_http_hint(exc)
         else:
             reason = "it answers, but says it is not live"
         if not live:

@@ -108,6 +108,22 @@ def test_an_unreachable_server_is_a_problem_with_its_fix():
     assert "fix: check the address and the port" in result.stdout
 
 
+@pytest.mark.e2e
+def test_the_grpc_port_asked_over_http_gets_the_protocol_hint(triton):
+    """The doctor and `status` name --protocol grpc when the port answers in
+    another protocol than HTTP, not only the parser's words."""
+    hint = "the port answers, but not in HTTP: if it is Triton's gRPC port, add --protocol grpc"
+    result = doctor("--url", triton["grpc"])
+    assert result.returncode == 4 and hint in result.stdout, result.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "tritonshm.cli", "status", "--url", triton["grpc"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 1 and status.stderr.startswith("tritonshm status: ") and hint in status.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_access_token_is_reported_and_the_header_fixes_it():

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from .._core import SharedMemoryException
 from ..inventory import list_regions
 
-__all__ = ["server_address", "server_regions", "shared_memory_status"]
+__all__ = ["not_http_hint", "server_address", "server_regions", "shared_memory_status"]
 
 
 def server_regions(client: Any, headers: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
@@ -105,3 +105,12 @@ def server_address(url: str, protocol: str = "http") -> str:
     if match.group("path") and protocol != "http":
         raise SharedMemoryException(f"--url {url!r}: a {protocol} address is host:port, without a path")
     return address
+
+
+def not_http_hint(error: BaseException) -> str:
+    """A hint when an HTTP client met a port that answers in another protocol
+    (Triton's gRPC port, 8001): geventhttpclient's HTTPParseError says only
+    "Expected HTTP/"."""
+    if type(error).__name__ == "HTTPParseError" or "Expected HTTP/" in str(error):
+        return "; the port answers, but not in HTTP: if it is Triton's gRPC port, add --protocol grpc"
+    return ""
