@@ -306,16 +306,31 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
         try:
             live = client.is_server_live(headers=headers)
         except Exception as exc:  # noqa: BLE001 - whatever the client raises, the server is not reachable
-            live, reason = False, _words(exc) + not_http_hint(exc)
-        else:
-            reason = "it answers, but says it is not live"
-        if not live:
+            reason = _words(exc) + not_http_hint(exc)
             report.checks.append(
                 Check(
                     "server_reachable",
                     False,
                     f"no Triton server answers at {url} over {protocol} ({reason})",
                     UNREACHABLE_FIX,
+                )
+            )
+            return
+        if not live:
+            path = "/" in address.split("://", 1)[-1]
+            fix = (
+                "Triton serves its API at the root: give host:port without the path (a path only where a "
+                "proxy serves Triton under it)"
+                if path
+                else "wait until the server has started (Triton answers live once it serves), or check that "
+                "the port is Triton's"
+            )
+            report.checks.append(
+                Check(
+                    "server_reachable",
+                    False,
+                    f"a server answers at {url} over {protocol}, but its health check does not say it is live",
+                    fix,
                 )
             )
             return

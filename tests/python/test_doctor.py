@@ -109,6 +109,15 @@ def test_an_unreachable_server_is_a_problem_with_its_fix():
 
 
 @pytest.mark.e2e
+def test_a_url_with_a_path_triton_does_not_serve_says_so_without_contradiction(triton):
+    result = doctor("--url", triton["http"] + "/v2")
+    assert result.returncode == 4
+    assert f"FAIL  server_reachable: a server answers at {triton['http']}/v2 over http, but its health" in result.stdout
+    assert "no Triton server answers" not in result.stdout
+    assert "fix: Triton serves its API at the root: give host:port without the path" in result.stdout
+
+
+@pytest.mark.e2e
 def test_the_grpc_port_asked_over_http_gets_the_protocol_hint(triton):
     """The doctor and `status` name --protocol grpc when the port answers in
     another protocol than HTTP, not only the parser's words."""
