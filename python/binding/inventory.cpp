@@ -62,6 +62,12 @@ void bind_inventory(nb::module_& m) {
       },
       nb::sig("def list_regions() -> tuple[list[RegionInfo], list[int]]"));
   m.def(
+      "normalize_key",
+      [](nb::handle key_obj) {
+        return file_name(detail::normalize_key(parse_file_name(key_obj, "key", Operation::inspect)));
+      },
+      nb::arg("key"), nb::sig("def normalize_key(key: str | bytes) -> str"));
+  m.def(
       "region_info",
       [](nb::handle key_obj) {
         const std::string key = parse_file_name(key_obj, "key", Operation::inspect);

@@ -74,6 +74,13 @@ class Tensor:
         if not self.is_bytes and self.count * self.dtype.itemsize > available:
             self._too_small(available)
 
+    @staticmethod
+    def itemsize(dtype: str) -> int:
+        """The bytes of one element of a fixed-size Triton type (FP32, ...)."""
+        from .tensor import triton_to_np_dtype
+
+        return int(np.dtype(triton_to_np_dtype(dtype)).itemsize)
+
     @property
     def dtype_name(self) -> str:
         return "BYTES" if self.is_bytes else str(self.dtype)

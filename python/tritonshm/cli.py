@@ -81,6 +81,17 @@ def _parse_size(text: str) -> int:
     return size
 
 
+def _parse_key(text: str) -> str:
+    """A key as given, once the core has found it a valid POSIX shared memory name."""
+    from . import _core
+
+    try:
+        _core.normalize_key(text)
+    except SharedMemoryException as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _parse_seconds(text: str) -> int:
     if not re.fullmatch(r"\s*[0-9]+\s*", text) or int(text) > LARGEST:
         raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r} (a whole number, 0 or more)")
@@ -217,18 +228,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = region_info(args.key)
     if info is None:
         raise SharedMemoryException(f"no shared memory region '{shown(args.key)}' in /dev/shm")
+    if args.offset > info.size:
+        raise SharedMemoryException(
+            f"offset {args.offset} is past the end of '{shown(info.key)}', which holds {info.size} bytes"
+        )
     row = _info_json(info)
     # Only what is shown is read, a piece at a time, through a read-only
     # descriptor (pread): another user's readable region works, nothing is
     # mapped, and a region larger than this process's memory is no problem.
     tensor = None
     if args.dtype:
-        tensor = Tensor(args.key, args.dtype, args.shape, args.offset, info.size, shown(info.key))
+        shape = args.shape
+        if shape is None and args.length is not None and args.dtype != "BYTES":
+            shape = [min(args.length, info.size - args.offset) // Tensor.itemsize(args.dtype)]
+        tensor = Tensor(args.key, args.dtype, shape, args.offset, info.size, shown(info.key))
         row["decoded"] = {"dtype": tensor.dtype_name, "shape": tensor.shape, "offset": args.offset}
+    length = 256 if args.length is None else args.length
     if args.json:
         text = json.dumps(row, indent=2)
         sys.stdout.write(text[: -len("\n}")] + (',\n  "values": ' if tensor else ',\n  "hex": "'))
-        pieces = tensor.json_values() if tensor else hex_pieces(args.key, args.offset, args.length)
+        pieces = tensor.json_values() if tensor else hex_pieces(args.key, args.offset, length)
         for piece in pieces:
             sys.stdout.write(piece)
         sys.stdout.write("\n}\n" if tensor else '"\n}\n')
@@ -239,9 +258,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{tensor.dtype_name} {tensor.shape} at offset {args.offset}:")
         print(tensor.printed())
         return 0
-    lines = hexdump_lines(args.key, args.offset, args.length)
+    lines = hexdump_lines(args.key, args.offset, length)
     first = next(lines, None)
-    shown_length = min(args.length, max(0, info.size - args.offset))
+    shown_length = min(length, info.size - args.offset)
     print(f"first {shown_length} bytes from offset {args.offset}:")
     print(first if first is not None else "(none)")
     for line in lines:
@@ -438,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_ls)
 
     p = add_subcommand(sub, "info", help="show one region: its facts and a hexdump or decoded view")
-    p.add_argument("key")
+    p.add_argument("key", type=_parse_key)
     p.add_argument("--dtype", type=_parse_dtype, help="decode as this type (FP32, INT64, BYTES, or a numpy name)")
     p.add_argument(
         "--shape",
@@ -446,18 +465,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="shape to decode, e.g. 2,16 or 2x16; '' for a scalar (default: as many elements as fit; BYTES needs one)",
     )
     p.add_argument("--offset", type=_parse_size, default=0, help="byte offset to start at")
-    p.add_argument("--length", type=_parse_size, default=256, help="bytes to hexdump (default 256)")
+    p.add_argument(
+        "--length",
+        type=_parse_size,
+        help="bytes to show: to hexdump (default 256), or with --dtype and no --shape, to decode (default: to the end)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_info, check=_check_info)
 
     p = add_subcommand(sub, "create", help="create a region that stays until `tritonshm rm`")
-    p.add_argument("key")
+    p.add_argument("key", type=_parse_key)
     p.add_argument("size", type=_parse_size, help="bytes, or with a unit: 64K, 16MiB, 1G")
     p.add_argument("--mode", type=_parse_mode, default=0o600, help="permission bits, octal (default 0600)")
     p.set_defaults(run=cmd_create)
 
     p = add_subcommand(sub, "rm", help="remove regions (refuses one a live process uses, unless --force)")
-    p.add_argument("keys", nargs="+", metavar="KEY")
+    p.add_argument("keys", nargs="+", metavar="KEY", type=_parse_key)
     p.add_argument("--force", action="store_true", help="remove even if a live process uses it")
     p.set_defaults(run=cmd_rm)
 
@@ -532,6 +555,8 @@ def _add_header_option(p: argparse.ArgumentParser) -> None:
 def _check_info(args: argparse.Namespace) -> None:
     if args.dtype == "BYTES" and args.shape is None:
         raise SharedMemoryException("--dtype BYTES needs --shape (its elements vary in size)")
+    if args.shape is not None and args.length is not None:
+        raise SharedMemoryException("--shape and --length both say how much to show: give one")
 
 
 def _resolve_url(args: argparse.Namespace) -> None:

@@ -117,14 +117,33 @@ def test_info_decodes_bytes_tensor(make_key):
         shm.destroy_shared_memory_region(handle)
 
 
+def test_info_length_bounds_what_is_decoded_and_an_offset_past_the_end_fails(make_key):
+    key = make_key("cli")
+    handle = shm.create_shared_memory_region("n", key, 64)
+    try:
+        shm.set_shared_memory_region(handle, [np.arange(16, dtype=np.float32)])
+        info = json.loads(cli("info", key, "--dtype", "FP32", "--length", "10", "--offset", "4", "--json").stdout)
+        assert info["values"] == [1.0, 2.0] and info["decoded"]["shape"] == [2]
+        assert json.loads(cli("info", key, "--dtype", "FP32", "--json").stdout)["values"] == list(range(16))
+        both = cli("info", key, "--dtype", "FP32", "--shape", "2", "--length", "8", check=False)
+        assert both.returncode == 2 and "--shape and --length both say how much to show" in both.stderr
+        past = cli("info", key, "--offset", "100", check=False)
+        assert past.returncode == 1 and past.stdout == ""
+        assert f"offset 100 is past the end of '{key}', which holds 64 bytes" in past.stderr
+        assert "first 0 bytes from offset 64:" in cli("info", key, "--offset", "64").stdout
+    finally:
+        shm.destroy_shared_memory_region(handle)
+
+
 def test_errors_have_messages_and_exit_codes(make_key):
     missing = make_key("missing")
     result = cli("info", missing, check=False)
     assert result.returncode == 1 and f"no shared memory region '{missing}'" in result.stderr
     result = cli("rm", missing, check=False)
     assert result.returncode == 1 and "no shared memory region" in result.stderr
-    result = cli("create", "a/b", "10", check=False)
-    assert result.returncode == 1 and "invalid shared memory key" in result.stderr
+    for command in (["create", "a/b", "10"], ["info", "../../etc/passwd"], ["rm", make_key("fine"), "a/b"]):
+        result = cli(*command, check=False)  # an invalid key is wrong usage: nothing is done
+        assert result.returncode == 2 and "invalid shared memory key" in result.stderr, command
     result = cli("create", make_key("x"), "ten", check=False)
     assert result.returncode == 2 and "invalid size" in result.stderr
     key = make_key("dup")
