@@ -7,11 +7,24 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from e2e_clients import ASYNC, PROTOCOLS, add_sub, assert_gone, grpc, grpc_aio, http, run_in_threads, server_names
+from e2e_clients import (
+    ASYNC,
+    PROTOCOLS,
+    add_sub,
+    assert_gone,
+    grpc,
+    grpc_aio,
+    http,
+    pool_files,
+    run_in_threads,
+    server_names,
+    unique_prefix,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -186,4 +199,46 @@ def test_http_threads_with_their_own_clients_make_the_pools_calls_through_them(t
         errors = run_in_threads(work, 6)
         assert not errors, errors[:3]
         assert len(pool.region_names) > 1, "the pool grew from the threads"
+    shared.close()
+
+
+def test_http_threads_that_pass_no_client_get_one_of_their_own(triton):
+    """Threads sharing an HTTP pool without client= (lease, model_outputs and
+    infer): the pool's client works only on the thread that made the pool, so
+    each other thread gets one of its own for the same server, with its
+    timeouts. Before, lease() raised greenlet's "Cannot switch to a different
+    thread" as the pool grew, and model_outputs() hung."""
+    shared = http.InferenceServerClient(triton["http"], network_timeout=30.0)
+    prefix = unique_prefix("nohint_http")
+    pool = SharedMemoryPool(shared, 64 << 10, max_capacity=256 << 20, prefix=prefix)
+    models = ["double_fp32", "slow", "detect", "detect2", "sample", "counted", "bytes_upper", "simple"]
+
+    def work(i):
+        held = []
+        for k in range(30):
+            held.append(pool.lease(200_000))  # the pool grows: registrations from this thread
+            if len(held) > 3:
+                held.pop(0).release()
+            assert pool.model_outputs(models[(i + k) % len(models)]) is not None
+            x = np.full(50_000 + 1000 * i + k, i + k, np.float32)
+            np.testing.assert_array_equal(pool.infer("double_fp32", {"INPUT0": x})["OUTPUT0"], 2 * x)
+        for lease in held:
+            lease.release()
+
+    errors = []
+    workers = [
+        threading.Thread(target=lambda i=i: errors.extend(run_in_threads(lambda _: work(i), 1)), daemon=True)
+        for i in range(4)
+    ]
+    for t in workers:
+        t.start()
+    deadline = time.monotonic() + 120
+    for t in workers:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in workers), "a thread hung"
+    assert errors == []
+    assert pool.stats()["regions"] > 1, "the pool grew from the threads"
+    pool.close()
+    assert not [n for n in server_names(shared) if n.startswith(prefix)]
+    assert pool_files(prefix) == []
     shared.close()

@@ -213,6 +213,23 @@ class _HttpAdapter(ClientAdapter):
             made.set_shared_memory(part.name, part.size, offset=part.offset)
         return made
 
+    def client_like(self, client: Any) -> Optional[Any]:
+        address = self.address(client)
+        if address is None:
+            return None
+        # Its timeouts and connection count live in geventhttpclient's pool.
+        connections = getattr(getattr(client, "_client_stub", None), "_connection_pool", None)
+        options = {
+            option: getattr(connections, attribute)
+            for option, attribute in (
+                ("connection_timeout", "connection_timeout"),
+                ("network_timeout", "network_timeout"),
+                ("concurrency", "size"),
+            )
+            if getattr(connections, attribute, None) is not None
+        }
+        return self.module.InferenceServerClient(address, verbose=bool(getattr(client, "_verbose", False)), **options)
+
     data_attribute = "_raw_data"
 
     def given_input(self, item: Any) -> Optional[Tuple[str, str, Tuple[int, ...], Any]]:

@@ -102,9 +102,11 @@ class SharedMemoryPool(PoolBase):
         ``retry=False`` never runs a request twice (nor is one with a
         ``sequence_id``: its sequence's state would advance twice).
         ``client`` sends this request through another client of the same
-        server and protocol: tritonclient's HTTP client is not thread-safe (it
-        runs on gevent), so threads sharing one pool each use their own; gRPC
-        clients can be shared. Other keyword arguments go to the client's
+        server and protocol. tritonclient's HTTP client works only on the
+        thread that made it (it runs on gevent): without ``client``, a request
+        on another thread goes through a client of that thread's own for the
+        same server, with the pool client's timeouts. gRPC clients can be
+        shared. Other keyword arguments go to the client's
         ``infer`` (priority, timeout, request_id, sequence_id, parameters,
         headers, ...).
         """

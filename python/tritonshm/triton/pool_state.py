@@ -5,6 +5,7 @@ process that owns it. The steps that use it are in request_flow.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Any, Dict, Optional
@@ -41,12 +42,42 @@ class PoolState:
         self.client = client
         # The thread that made the pool: its first registration used the client there.
         self.client_thread = threading.get_ident()
+        self._thread_clients = threading.local()
         self.arena = _core.Arena(config.prefix, config.max_capacity, config.alignment, config.mode, config.prefault)
         self.ledger = PoolLedger()
         self.learned = LearnedOutputs()
         self.models = ModelConfigs()
         self.owner_pid = os.getpid()
         self.grow_lock = threading.Lock()
+
+    def client_for(self, client: Any = None) -> Any:
+        """The client for a call made on this thread: `client` when given, else
+        the pool's; where the pool's works only on the thread that made the pool
+        (tritonclient.http runs on that thread's gevent hub) and this is another,
+        one of this thread's own for the same server, with the same timeouts
+        (made once per thread; the pool's if none can be made)."""
+        if client is not None:
+            return client
+        if not self.adapter.thread_bound or threading.get_ident() == self.client_thread:
+            return self.client
+        made = getattr(self._thread_clients, "client", None)
+        if made is None:
+            try:
+                made = self.adapter.client_like(self.client)
+            except Exception:  # noqa: BLE001 - the pool's, which fails here as tritonclient would
+                made = None
+            if made is None:
+                return self.client
+            self._thread_clients.client = made
+        return made
+
+    def drop_thread_client(self) -> None:
+        """Closes this thread's own client, if client_for made one."""
+        made = getattr(self._thread_clients, "client", None)
+        self._thread_clients.client = None
+        if made is not None:
+            with contextlib.suppress(Exception):
+                made.close()
 
     @property
     def closed(self) -> bool:

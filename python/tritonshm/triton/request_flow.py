@@ -317,7 +317,7 @@ def lease_steps(state: PoolState, nbytes: int, client: Any = None) -> Steps[Any]
     state.check_usable()
     lease = state.arena.try_lease(nbytes)
     if lease is None:
-        lease = yield from locked(_grow_steps(state, nbytes, client if client is not None else state.client))
+        lease = yield from locked(_grow_steps(state, nbytes, state.client_for(client)))
     return lease
 
 
@@ -393,19 +393,6 @@ def _warn_left_registered(names: List[str]) -> None:
     )
 
 
-def _client_for_close(state: PoolState) -> Any:
-    """The pool's client, or where it is bound to the thread that made the
-    pool and close() runs on another (a `with` block in a worker, the garbage
-    collector), a new one for this thread; None if none can be made."""
-    adapter = state.adapter
-    if not adapter.thread_bound or threading.get_ident() == state.client_thread:
-        return state.client
-    try:
-        return adapter.client_like(state.client)
-    except Exception:  # noqa: BLE001 - named in the warning instead
-        return None
-
-
 def close_steps(state: PoolState) -> Steps[None]:
     """Unregisters the pool's own names (never the server's other regions) and
     removes its regions. Errors are swallowed: this runs at collection and
@@ -419,8 +406,9 @@ def close_steps(state: PoolState) -> Steps[None]:
         state.ledger.closed = True
         return
     names, abandoned = state.ledger.close()
-    client = _client_for_close(state) if names else state.client
-    if client is None:
+    client = state.client_for()
+    foreign = state.adapter.thread_bound and threading.get_ident() != state.client_thread
+    if names and foreign and client is state.client:
         warnings.warn(
             f"closing the shared memory pool: {names} stay registered: the pool's client belongs to the thread "
             "that made the pool, and no client could be made on this one (the server's address cannot be read). "
@@ -440,9 +428,7 @@ def close_steps(state: PoolState) -> Steps[None]:
             if still:
                 _warn_left_registered(still)
     finally:
-        if client is not state.client:
-            with contextlib.suppress(Exception):
-                client.close()
+        state.drop_thread_client()
     yield from blocking(state.arena.close)
 
 
@@ -459,7 +445,7 @@ def model_steps(
     if known:
         return outputs
     fn, args, kwargs = state.adapter.model_config(
-        client if client is not None else state.client, model_name, model_version, state.config.call_headers()
+        state.client_for(client), model_name, model_version, state.config.call_headers()
     )
     try:
         outputs = parse_model_config((yield from call(fn, *args, **kwargs)))
@@ -494,7 +480,7 @@ def infer_steps(state: PoolState, request: InferRequest, client: Any = None) -> 
     state.check_usable()
     if client is not None:
         state.adapter.check(client, "client=")
-    target = client if client is not None else state.client  # the pool's own calls for this request too
+    target = state.client_for(client)  # the pool's own calls for this request too
     if state.ledger.retired_present or state.ledger.retired_registered:
         yield from _sweep_steps(state, target)
     model = (
