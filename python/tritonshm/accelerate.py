@@ -16,6 +16,7 @@ import json
 import os
 import runpy
 import sys
+import zipfile
 from typing import List, Optional
 
 __all__ = ["main"]
@@ -73,6 +74,17 @@ def _program_starts(argv: List[str]) -> int:
     return len(argv)
 
 
+def _has_main(path: str) -> bool:
+    """Whether a folder or a zip file holds the __main__ module python runs."""
+    if os.path.isdir(path):
+        return any(os.path.isfile(os.path.join(path, name)) for name in ("__main__.py", "__main__.pyc"))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool({"__main__.py", "__main__.pyc"} & set(archive.namelist()))
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     words = sys.argv[1:] if argv is None else list(argv)
@@ -96,9 +108,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not found:
             print(f"{sys.executable}: No module named {options.module}", file=sys.stderr)
             return 1
-    elif not os.path.isfile(options.args[0]):
-        print(f"{sys.executable}: can't open file {options.args[0]!r}: no such file", file=sys.stderr)
+    elif not os.path.exists(options.args[0]):
+        path = os.path.abspath(options.args[0])
+        print(f"{sys.executable}: can't open file {path!r}: [Errno 2] No such file or directory", file=sys.stderr)
         return 2
+    elif (os.path.isdir(options.args[0]) or zipfile.is_zipfile(options.args[0])) and not _has_main(options.args[0]):
+        print(
+            f"{sys.executable}: can't find '__main__' module in {os.path.abspath(options.args[0])!r}", file=sys.stderr
+        )
+        return 1
     from ._core import SharedMemoryException
     from .triton import accelerate
 
@@ -114,8 +132,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             script, *args = options.args
             sys.argv = [script, *args]
-            # As `python SCRIPT` does: the script's folder first on the path.
-            sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+            if os.path.isfile(script) and not zipfile.is_zipfile(script):
+                # As `python SCRIPT` does: the script's folder first on the path
+                # (run_path puts a folder or a zip application there itself).
+                sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
             runpy.run_path(script, run_name="__main__")
     except SystemExit as exit_:
         code = exit_.code

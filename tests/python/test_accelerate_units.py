@@ -137,3 +137,27 @@ def test_the_runner_refuses_a_size_the_pool_refuses_in_one_line(tmp_path, option
     )
     assert done.returncode == 2 and done.stdout == ""
     assert "Traceback" not in done.stderr and message in done.stderr.splitlines()[-1]
+
+
+def test_the_runner_runs_folders_and_zip_applications_and_refuses_as_python_does(tmp_path):
+    """What `python PATH` runs (a script, a folder or zip file with a
+    __main__.py), the runner runs; what python refuses, it refuses with
+    python's words and exit code."""
+    import subprocess
+    import zipfile
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text("import sys\nprint('ran', sys.argv[1:])\n")
+    (tmp_path / "empty").mkdir()
+    with zipfile.ZipFile(tmp_path / "app.pyz", "w") as archive:
+        archive.write(app / "__main__.py", "__main__.py")
+    with zipfile.ZipFile(tmp_path / "none.zip", "w") as archive:
+        archive.writestr("other.py", "")
+    for target in ("app", "app.pyz", "empty", "none.zip", "missing.py"):
+        python = subprocess.run([sys.executable, target, "x"], capture_output=True, text=True, cwd=tmp_path)
+        runner = subprocess.run(
+            [sys.executable, "-m", "tritonshm.accelerate", target, "x"], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert (runner.returncode, runner.stdout, runner.stderr) == (python.returncode, python.stdout, python.stderr)
+        assert python.returncode == (0 if target.startswith("app") else 1 if target != "missing.py" else 2)
