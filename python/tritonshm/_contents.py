@@ -128,6 +128,14 @@ class Tensor:
         with np.printoptions(threshold=0):
             return str(shown)
 
+    def check_decodes(self) -> None:
+        """Raises now, having written nothing, where decoding would fail part
+        way (a malformed BYTES tensor); reads it once more, a piece at a time."""
+        if self.is_bytes:
+            read = self._reader()
+            for start in range(0, self.count, PIECE_ELEMENTS):
+                read(start, min(PIECE_ELEMENTS, self.count - start))
+
     def json_values(self) -> Iterator[str]:
         """The values as JSON text, in pieces: a nested list of numbers, or for
         BYTES a flat list of strings (latin-1: one character per byte)."""

@@ -245,6 +245,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         row["decoded"] = {"dtype": tensor.dtype_name, "shape": tensor.shape, "offset": args.offset}
     length = 256 if args.length is None else args.length
     if args.json:
+        if tensor:
+            tensor.check_decodes()  # the document is written in pieces: never half of one
         text = json.dumps(row, indent=2)
         sys.stdout.write(text[: -len("\n}")] + (',\n  "values": ' if tensor else ',\n  "hex": "'))
         pieces = tensor.json_values() if tensor else hex_pieces(args.key, args.offset, length)
@@ -350,7 +352,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .triton.refusals import server_refusal
-    from .triton.status import shared_memory_status
+    from .triton.status import connection_hint, shared_memory_status
 
     try:
         if args.protocol == "grpc":
@@ -367,9 +369,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = shared_memory_status(client, headers)
     except Exception as error:  # noqa: BLE001 - a refusal, explained where we can
         refusal = server_refusal(error, f"unable to read the shared memory status of {args.url}")
-        if refusal is error:
-            raise
-        raise refusal from error
+        if refusal is not error:
+            raise refusal from error
+        hint = connection_hint(error, args.url, args.protocol)
+        if hint:
+            raise SharedMemoryException(f"{type(error).__name__}: {_one_line(error)}{hint}") from error
+        raise
     finally:
         client.close()
     if args.json:
@@ -555,6 +560,8 @@ def _add_header_option(p: argparse.ArgumentParser) -> None:
 def _check_info(args: argparse.Namespace) -> None:
     if args.dtype == "BYTES" and args.shape is None:
         raise SharedMemoryException("--dtype BYTES needs --shape (its elements vary in size)")
+    if args.shape is not None and not args.dtype:
+        raise SharedMemoryException("--shape needs --dtype (the type of its elements)")
     if args.shape is not None and args.length is not None:
         raise SharedMemoryException("--shape and --length both say how much to show: give one")
 
@@ -654,10 +661,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _describe(exc: BaseException) -> str:
     """An exception from a library (tritonclient, the OS) as one readable line."""
     text = str(exc) or repr(exc)
-    from .triton.status import not_http_hint
-
-    if not_http_hint(exc):
-        return f"{type(exc).__name__}: {text}{not_http_hint(exc)}"
     if isinstance(exc, OSError) or "Connection" in type(exc).__name__ or "connect" in text.lower():
         return f"{text} (is the server running and the URL right?)"
     return f"{type(exc).__name__}: {text}"

@@ -283,7 +283,7 @@ def _words(exc: BaseException) -> str:
 
 def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict[str, str]]) -> None:
     from .triton.refusals import explain
-    from .triton.status import not_http_hint, server_address
+    from .triton.status import PATH_FIX, connection_hint, server_address
 
     address = server_address(url, protocol)  # a bad address is the caller's mistake: it raises
     try:
@@ -306,7 +306,7 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
         try:
             live = client.is_server_live(headers=headers)
         except Exception as exc:  # noqa: BLE001 - whatever the client raises, the server is not reachable
-            reason = _words(exc) + not_http_hint(exc)
+            reason = _words(exc) + connection_hint(exc, address, protocol)
             report.checks.append(
                 Check(
                     "server_reachable",
@@ -319,8 +319,7 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
         if not live:
             path = "/" in address.split("://", 1)[-1]
             fix = (
-                "Triton serves its API at the root: give host:port without the path (a path only where a "
-                "proxy serves Triton under it)"
+                PATH_FIX
                 if path
                 else "wait until the server has started (Triton answers live once it serves), or check that "
                 "the port is Triton's"

@@ -125,6 +125,8 @@ def test_info_length_bounds_what_is_decoded_and_an_offset_past_the_end_fails(mak
         info = json.loads(cli("info", key, "--dtype", "FP32", "--length", "10", "--offset", "4", "--json").stdout)
         assert info["values"] == [1.0, 2.0] and info["decoded"]["shape"] == [2]
         assert json.loads(cli("info", key, "--dtype", "FP32", "--json").stdout)["values"] == list(range(16))
+        alone = cli("info", key, "--shape", "2", check=False)
+        assert alone.returncode == 2 and "--shape needs --dtype" in alone.stderr and alone.stdout == ""
         both = cli("info", key, "--dtype", "FP32", "--shape", "2", "--length", "8", check=False)
         assert both.returncode == 2 and "--shape and --length both say how much to show" in both.stderr
         past = cli("info", key, "--offset", "100", check=False)
@@ -274,5 +276,8 @@ def test_info_names_a_bytes_element_that_runs_past_the_region(make_key):
             f"tritonshm info: unable to inspect shared memory '{key}': malformed BYTES tensor: element 1 at byte 6 "
             "declares 1000 bytes, only 54 remain of 64\n",
         )
+        as_json = cli("info", key, "--dtype", "BYTES", "--shape", "2", "--json", check=False)
+        assert (as_json.returncode, as_json.stdout) == (1, ""), "never half a JSON document"
+        assert "malformed BYTES tensor: element 1 at byte 6" in as_json.stderr
     finally:
         shm.destroy_shared_memory_region(handle)

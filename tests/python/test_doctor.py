@@ -118,19 +118,33 @@ def test_a_url_with_a_path_triton_does_not_serve_says_so_without_contradiction(t
 
 
 @pytest.mark.e2e
-def test_the_grpc_port_asked_over_http_gets_the_protocol_hint(triton):
-    """The doctor and `status` name --protocol grpc when the port answers in
-    another protocol than HTTP, not only the parser's words."""
-    hint = "the port answers, but not in HTTP: if it is Triton's gRPC port, add --protocol grpc"
+def test_a_wrong_port_protocol_or_path_gets_its_hint_from_doctor_and_status(triton):
+    """The doctor and `status` name the fix when the port answers in the other
+    protocol or the URL has a path Triton does not serve, not only the
+    client's words."""
+    http_hint = "the port answers, but not in HTTP: if it is Triton's gRPC port, add --protocol grpc"
+    grpc_hint = "the port takes connections but closes them: if it is Triton's HTTP port, use --protocol http"
+    path_hint = "Triton serves its API at the root: give host:port without the path"
     result = doctor("--url", triton["grpc"])
-    assert result.returncode == 4 and hint in result.stdout, result.stdout
-    status = subprocess.run(
-        [sys.executable, "-m", "tritonshm.cli", "status", "--url", triton["grpc"]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert status.returncode == 1 and status.stderr.startswith("tritonshm status: ") and hint in status.stderr
+    assert result.returncode == 4 and http_hint in result.stdout, result.stdout
+    result = doctor("--url", triton["http"], "--protocol", "grpc")
+    assert result.returncode == 4 and grpc_hint in result.stdout, result.stdout
+    for url, protocol, hint in (
+        (triton["grpc"], "http", http_hint),
+        (triton["http"], "grpc", grpc_hint),
+        (triton["http"] + "/v2", "http", path_hint),
+    ):
+        status = subprocess.run(
+            [sys.executable, "-m", "tritonshm.cli", "status", "--url", url, "--protocol", protocol],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 1 and status.stderr.startswith("tritonshm status: ") and hint in status.stderr, (
+            url,
+            protocol,
+            status.stderr,
+        )
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from .._core import SharedMemoryException
 from ..inventory import list_regions
 
-__all__ = ["not_http_hint", "server_address", "server_regions", "shared_memory_status"]
+__all__ = ["PATH_FIX", "connection_hint", "server_address", "server_regions", "shared_memory_status"]
 
 
 def server_regions(client: Any, headers: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
@@ -107,10 +107,22 @@ def server_address(url: str, protocol: str = "http") -> str:
     return address
 
 
-def not_http_hint(error: BaseException) -> str:
-    """A hint when an HTTP client met a port that answers in another protocol
-    (Triton's gRPC port, 8001): geventhttpclient's HTTPParseError says only
-    "Expected HTTP/"."""
-    if type(error).__name__ == "HTTPParseError" or "Expected HTTP/" in str(error):
+def connection_hint(error: BaseException, address: str, protocol: str) -> str:
+    """A hint, to append to the error's words, where a wrong port, protocol or
+    path explains a failure to talk to the server at `address` ("" if none does)."""
+    words = str(error)
+    if protocol == "http" and (type(error).__name__ == "HTTPParseError" or "Expected HTTP/" in words):
+        # geventhttpclient met a port that answers in another protocol (Triton's gRPC port, 8001)
         return "; the port answers, but not in HTTP: if it is Triton's gRPC port, add --protocol grpc"
+    if protocol == "grpc" and "Socket closed" in words:
+        # gRPC met a port that takes the connection and closes it (Triton's HTTP port, 8000)
+        return "; the port takes connections but closes them: if it is Triton's HTTP port, use --protocol http"
+    if "/" in address and ("[404]" in words or "Not Found" in words):
+        return f"; {PATH_FIX}"
     return ""
+
+
+PATH_FIX = (
+    "Triton serves its API at the root: give host:port without the path (a path only where a proxy serves "
+    "Triton under it)"
+)
