@@ -97,6 +97,8 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
     long long v = 0;
     if (PyLong_CheckExact(d.ptr())) {
       v = PyLong_AsLongLongAndOverflow(d.ptr(), &overflow);
+    } else if (PyBool_Check(d.ptr())) {  // an int to Python, not a dimension to numpy
+      fail("shape entries must be integers, got 'bool'");
     } else {
       PyObject* index = PyNumber_Index(d.ptr());
       if (index == nullptr) {

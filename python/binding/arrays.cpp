@@ -60,7 +60,7 @@ nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping, 
 }
 
 nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype, nb::handle shape_obj,
-                       TensorOwner owner, nb::handle owner_object) {
+                       TensorOwner owner, nb::handle owner_object, bool empty_past_end) {
   const std::string& key = slice.key();
   nb::object descr_ref = parse_dtype(datatype, key);
   auto* descr = reinterpret_cast<PyArray_Descr*>(descr_ref.ptr());
@@ -95,6 +95,7 @@ nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype,
   if (__builtin_mul_overflow(shape.count, itemsize, &nbytes)) {
     throw SharedMemoryError(Operation::read, key, "the tensor's size overflows 64 bits");
   }
+  if (empty_past_end && nbytes == 0 && offset > slice.size()) offset = slice.size();
   // Checked before numpy allocates anything.
   slice.check(offset, nbytes, Operation::read);
   Py_INCREF(reinterpret_cast<PyObject*>(descr));  // the array constructors steal it; descr_ref still owns ours

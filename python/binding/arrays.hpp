@@ -27,9 +27,11 @@ nb::object mapping_owner(const std::shared_ptr<const detail::Mapping>& mapping, 
 // The tensor of `datatype` and `shape` at `offset` of `slice` (a lease, or a
 // whole region): fixed-size types as a view or a copy (per owner), BYTES
 // (np.object_ / np.bytes_) decoded into an object array of bytes. Every read
-// is bounded by the slice and SIGBUS-guarded.
+// is bounded by the slice and SIGBUS-guarded. With `empty_past_end`, an
+// empty tensor reads from any offset, as the reference's numpy view of the
+// region from `offset` on does (the drop-in); a lease refuses it.
 nb::object read_tensor(const Slice& slice, uint64_t offset, nb::handle datatype, nb::handle shape, TensorOwner owner,
-                       nb::handle owner_object);
+                       nb::handle owner_object, bool empty_past_end = false);
 
 // Copies elements into destinations; runs without the GIL.
 using ElementCopier = std::function<void(std::span<const std::string_view>, std::span<std::byte* const>)>;

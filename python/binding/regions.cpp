@@ -217,7 +217,8 @@ nb::object get_contents(nb::handle shm_handle, nb::handle datatype, nb::handle s
     self.view_owner = mapping_owner(region->mapping());
     self.view_owner_of = region->mapping().get();
   }
-  return read_tensor(Slice::whole(region), offset, datatype, shape_obj, TensorOwner::object, self.view_owner);
+  return read_tensor(Slice::whole(region), offset, datatype, shape_obj, TensorOwner::object, self.view_owner,
+                     /*empty_past_end=*/true);
 }
 
 // The argument holds the RegionHandle for the whole call, so releasing the

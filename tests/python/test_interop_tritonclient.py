@@ -56,11 +56,11 @@ def test_we_read_and_write_region_created_by_tritonclient(make_key):
 
 
 @pytest.mark.parametrize("shape", [[-1], -1, (-1,), np.array([-1])], ids=["list", "int", "tuple", "numpy"])
-@pytest.mark.parametrize("offset", [0, 3, 60, 63, 64])
+@pytest.mark.parametrize("offset", [0, 3, 60, 63, 64, 100])
 def test_shape_of_a_lone_minus_one_reads_as_the_reference_does(make_key, shape, offset):
-    """The reference hands its shape to numpy's ndarray over the region, which
-    takes a lone -1 as every whole item from the offset on; for BYTES its
-    string loop reads one element."""
+    """The reference hands its shape to numpy's ndarray over the region from
+    the offset on, which takes a lone -1 as every whole item there (none past
+    the end); for BYTES its string loop reads one element."""
     key = make_key()
     ours = shm.create_shared_memory_region("ours", key, 64)
     theirs = tc_shm.create_shared_memory_region("theirs", key, 64)
@@ -74,6 +74,21 @@ def test_shape_of_a_lone_minus_one_reads_as_the_reference_does(make_key, shape, 
         expected = tc_shm.get_contents_as_numpy(theirs, np.object_, shape)
         got = shm.get_contents_as_numpy(ours, np.object_, shape)
         assert got.shape == expected.shape == (1,) and got.tolist() == expected.tolist() == [b"one"]
+    finally:
+        tc_shm.destroy_shared_memory_region(theirs)
+        shm.destroy_shared_memory_region(ours)
+
+
+@pytest.mark.parametrize("shape", [[0], [2, 0], []])
+def test_an_empty_tensor_reads_anywhere_as_the_reference_does(make_key, shape):
+    key = make_key()
+    ours = shm.create_shared_memory_region("ours", key, 64)
+    theirs = tc_shm.create_shared_memory_region("theirs", key, 64)
+    try:
+        for offset in (64, 100):
+            expected = tc_shm.get_contents_as_numpy(theirs, np.float32, shape if shape else [0], offset=offset)
+            got = shm.get_contents_as_numpy(ours, np.float32, shape if shape else [0], offset=offset)
+            assert got.shape == expected.shape and got.size == 0
     finally:
         tc_shm.destroy_shared_memory_region(theirs)
         shm.destroy_shared_memory_region(ours)

@@ -166,6 +166,7 @@ def test_malformed_bytes_tensor_raises_instead_of_reading_out_of_bounds(region):
         (np.int32, "abc", "shape must be a list of int"),
         (np.int32, [2, -1], "invalid dimension"),
         (np.int32, [1.5], "must be integers"),
+        (np.int32, [True], "must be integers, got 'bool'"),  # the reference's numpy raises TypeError
         (np.int32, [2**40, 2**40], "overflows|more elements|multiply past"),
         (np.bool_, [0, 3_036_988_439, 3_037_012_561], "multiply past"),  # empty, yet too big for numpy
         (np.object_, [0, 2**62, 4], "multiply past"),
