@@ -92,7 +92,8 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
   static_assert(NPY_MAXDIMS <= Shape::kMaxDims);
   auto fail = [&](const std::string& detail) { throw SharedMemoryError(Operation::read, std::string(key), detail); };
   Shape s;
-  auto add = [&](nb::handle d) {
+  // `lone`: the shape's only dimension, where -1 means the whole buffer.
+  auto add = [&](nb::handle d, bool lone) {
     int overflow = 0;
     long long v = 0;
     if (PyLong_CheckExact(d.ptr())) {
@@ -107,6 +108,12 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
       }
       v = PyLong_AsLongLongAndOverflow(index, &overflow);
       Py_DECREF(index);
+    }
+    if (lone && v == -1 && overflow == 0) {
+      s.whole = true;
+      s.dims_storage[s.ndim++] = 0;
+      s.count = s.nonzero_count = 0;
+      return;
     }
     if (overflow != 0 || v < 0 || v > std::numeric_limits<npy_intp>::max()) {
       fail("invalid dimension " + nb::cast<std::string>(nb::str(d)) + " in shape " +
@@ -126,29 +133,12 @@ Shape parse_shape(nb::handle shape, std::string_view key) {
     seq = nb::steal(PySequence_Fast(shape.ptr(), "shape"));
     if (!seq.is_valid()) PyErr_Clear();  // e.g. a 0-d array: try it as one integer below
   }
-  auto lone_minus_one = [](nb::handle d) {
-    if (!PyIndex_Check(d.ptr())) return false;
-    nb::object index = nb::steal(PyNumber_Index(d.ptr()));
-    if (!index.is_valid()) {
-      PyErr_Clear();
-      return false;
-    }
-    int overflow = 0;
-    return PyLong_AsLongLongAndOverflow(index.ptr(), &overflow) == -1 && overflow == 0;
-  };
-  if (seq.is_valid() ? sequence_size(seq.ptr()) == 1 && lone_minus_one(sequence_item(seq.ptr(), 0))
-                     : lone_minus_one(shape)) {
-    s.whole = true;
-    s.dims_storage[s.ndim++] = 0;
-    s.count = s.nonzero_count = 0;
-    return s;
-  }
   if (seq.is_valid()) {
     const Py_ssize_t n = sequence_size(seq.ptr());
     if (n > max_dims()) fail("shape has more than " + std::to_string(max_dims()) + " dimensions");
-    for (Py_ssize_t i = 0; i < n; ++i) add(sequence_item(seq.ptr(), i));
+    for (Py_ssize_t i = 0; i < n; ++i) add(sequence_item(seq.ptr(), i), n == 1);
   } else if (PyIndex_Check(shape.ptr())) {
-    add(shape);
+    add(shape, true);
   } else {
     fail("shape must be a list of int, got '" + py_type_name(shape) + "'");
   }

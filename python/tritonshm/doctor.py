@@ -317,10 +317,9 @@ def check_server(report: Report, url: str, protocol: str, headers: Optional[Dict
             )
             return
         if not live:
-            path = "/" in address.split("://", 1)[-1]
             fix = (
                 PATH_FIX
-                if path
+                if "/" in address  # host:port/path: server_address dropped the scheme
                 else "wait until the server has started (Triton answers live once it serves), or check that "
                 "the port is Triton's"
             )

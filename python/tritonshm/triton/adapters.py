@@ -93,10 +93,10 @@ class ClientAdapter:
             return None
 
     def client_like(self, client: Any) -> Optional[Any]:
-        """A new client of the same kind for the same server, usable on this
-        thread; None where the server's address cannot be read."""
-        address = self.address(client)
-        return None if address is None else self.module.InferenceServerClient(address)
+        """A new client of the same kind for the same server, with the same
+        timeouts, usable on this thread; None where none can be made. Only a
+        thread-bound kind needs one: the others return None."""
+        return None
 
     # -- the client's calls: (function, args, kwargs) ------------------------
 

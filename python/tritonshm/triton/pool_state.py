@@ -58,7 +58,7 @@ class PoolState:
         (made once per thread; the pool's if none can be made)."""
         if client is not None:
             return client
-        if not self.adapter.thread_bound or threading.get_ident() == self.client_thread:
+        if not self.client_bound_elsewhere():
             return self.client
         made = getattr(self._thread_clients, "client", None)
         if made is None:
@@ -70,6 +70,10 @@ class PoolState:
                 return self.client
             self._thread_clients.client = made
         return made
+
+    def client_bound_elsewhere(self) -> bool:
+        """Whether the pool's client works only on another thread than this one."""
+        return self.adapter.thread_bound and threading.get_ident() != self.client_thread
 
     def drop_thread_client(self) -> None:
         """Closes this thread's own client, if client_for made one."""

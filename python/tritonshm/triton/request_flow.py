@@ -364,13 +364,10 @@ def _sweep_steps(state: PoolState, client: Any, interval: Optional[float] = None
             state.ledger.retired_removed(name)
 
 
-def _unregister_until(
-    state: PoolState, names: List[str], waits: Sequence[float], client: Any = None
-) -> Steps[List[str]]:
-    """Unregisters `names` through `client` (default: the pool's), asking again
-    after each of `waits` while the server refuses some because a request
-    uses them; returns those still refused."""
-    client = state.client if client is None else client
+def _unregister_until(state: PoolState, names: List[str], waits: Sequence[float], client: Any) -> Steps[List[str]]:
+    """Unregisters `names` through `client`, asking again after each of `waits`
+    while the server refuses some because a request uses them; returns those
+    still refused."""
     for wait in (*waits, None):
         refused = []
         for name in names:
@@ -407,8 +404,7 @@ def close_steps(state: PoolState) -> Steps[None]:
         return
     names, abandoned = state.ledger.close()
     client = state.client_for()
-    foreign = state.adapter.thread_bound and threading.get_ident() != state.client_thread
-    if names and foreign and client is state.client:
+    if names and client is state.client and state.client_bound_elsewhere():
         warnings.warn(
             f"closing the shared memory pool: {names} stay registered: the pool's client belongs to the thread "
             "that made the pool, and no client could be made on this one (the server's address cannot be read). "
